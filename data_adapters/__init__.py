@@ -1,0 +1,1 @@
+"""Data sources turned into canonical per-site exam manifests."""

@@ -1,0 +1,230 @@
+"""The canonical exam record and the per-site manifest file.
+
+Every data source (synthetic, MIMIC-CXR, a hospital DICOM export) is turned
+into rows of one CSV manifest per site, stored next to the images. Everything
+downstream reads only manifests, so a new adapter only has to write one.
+
+Manifest columns (UTF-8 CSV, header required, one row per exam):
+
+=================  ==========================================================
+site_id            site identifier (string)
+patient_id         pseudonymous patient identifier (string, site-local)
+visit_index        1..T by study date (recomputed on load; kept for humans)
+study_date         ISO date YYYY-MM-DD
+days_since_prior   days since the patient's previous exam (0 for the first)
+age                age at exam in years (float)
+sex                M, F, O (other) or U (unknown)
+extras             JSON object of further site-free features, e.g. view
+image_paths        ';'-separated image paths, relative to the manifest
+findings           FINDINGS section text
+impression         IMPRESSION section text
+labels             JSON {observation: severity 0-3} (optional, may be "{}")
+changes            JSON {observation: change class} vs prior (optional)
+split              train, validate or test
+=================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MANIFEST_COLUMNS: tuple[str, ...] = (
+    "site_id",
+    "patient_id",
+    "visit_index",
+    "study_date",
+    "days_since_prior",
+    "age",
+    "sex",
+    "extras",
+    "image_paths",
+    "findings",
+    "impression",
+    "labels",
+    "changes",
+    "split",
+)
+SEX_VALUES: dict[str, str] = {
+    "m": "M", "male": "M", "f": "F", "female": "F",
+    "o": "O", "other": "O", "u": "U", "unknown": "U",
+}
+SPLITS: tuple[str, ...] = ("train", "validate", "test")
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be used at all (unreadable file, missing columns)."""
+
+
+@dataclass
+class ExamRecord:
+    site_id: str
+    patient_id: str
+    visit_index: int
+    study_date: dt.date
+    days_since_prior: int
+    age: float
+    sex: str
+    image_paths: list[Path]
+    findings: str
+    impression: str
+    split: str = "train"
+    extras: dict[str, float | str] = field(default_factory=dict)
+    labels: dict[str, int] = field(default_factory=dict)
+    changes: dict[str, str] = field(default_factory=dict)
+    line: int = 0  # line in the source manifest, for error messages (not written)
+
+    def report(self, section: str = "findings") -> str:
+        """The target text: 'findings', 'impression' or 'both' (findings first)."""
+        if section == "findings":
+            return self.findings or self.impression
+        if section == "impression":
+            return self.impression or self.findings
+        return " ".join(s for s in (self.findings, self.impression) if s)
+
+
+@dataclass(frozen=True)
+class SkippedRow:
+    """A row left out of a run, with the file, its line and the reason."""
+
+    path: Path
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.reason}"
+
+
+@dataclass
+class Manifest:
+    path: Path
+    records: list[ExamRecord]
+    skipped: list[SkippedRow]
+
+
+def _parse_row(row: dict[str, str], base: Path) -> ExamRecord:
+    """One CSV row to a record; raises ValueError with a human-readable reason."""
+    try:
+        study_date = dt.date.fromisoformat(row["study_date"].strip())
+    except ValueError:
+        raise ValueError(f"unparsable study_date {row['study_date']!r} (want YYYY-MM-DD)") from None
+    sex = SEX_VALUES.get(row["sex"].strip().lower())
+    if sex is None:
+        raise ValueError(f"unknown sex value {row['sex']!r} (want one of M, F, O, U)")
+    try:
+        age = float(row["age"])
+    except ValueError:
+        raise ValueError(f"unparsable age {row['age']!r}") from None
+    if not 0 <= age < 130:
+        raise ValueError(f"age {age} out of range")
+    findings, impression = row["findings"].strip(), row["impression"].strip()
+    if not findings and not impression:
+        raise ValueError("empty report (no findings and no impression)")
+    paths = [base / p.strip() for p in row["image_paths"].split(";") if p.strip()]
+    if not paths:
+        raise ValueError("no image path")
+    for p in paths:
+        if not p.is_file():
+            raise ValueError(f"missing image {p}")
+    split = row["split"].strip() or "train"
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r} (want one of {', '.join(SPLITS)})")
+    try:
+        extras = json.loads(row["extras"] or "{}")
+        labels = {k: int(v) for k, v in json.loads(row["labels"] or "{}").items()}
+        changes = json.loads(row["changes"] or "{}")
+    except (ValueError, TypeError, AttributeError) as e:
+        raise ValueError(f"malformed JSON in extras/labels/changes: {e}") from None
+    return ExamRecord(
+        site_id=row["site_id"].strip(),
+        patient_id=row["patient_id"].strip(),
+        visit_index=int(row["visit_index"] or 0),
+        study_date=study_date,
+        days_since_prior=int(row["days_since_prior"] or 0),
+        age=age,
+        sex=sex,
+        image_paths=paths,
+        findings=findings,
+        impression=impression,
+        split=split,
+        extras=extras,
+        labels=labels,
+        changes=changes,
+    )
+
+
+def read_manifest(path: str | Path) -> Manifest:
+    """Read a manifest; bad rows are skipped and listed, a bad file raises."""
+    path = Path(path)
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in MANIFEST_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise ManifestError(f"{path}: missing column(s) {', '.join(missing)}")
+            records: list[ExamRecord] = []
+            skipped: list[SkippedRow] = []
+            for row in reader:
+                line = reader.line_num
+                if None in row or any(v is None for v in row.values()):
+                    skipped.append(SkippedRow(path, line, "wrong number of fields"))
+                    continue
+                try:
+                    records.append(_parse_row(row, path.parent))
+                    records[-1].line = line
+                except (ValueError, KeyError) as e:
+                    skipped.append(SkippedRow(path, line, str(e)))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise ManifestError(f"{path}: cannot read manifest: {e}") from e
+    return Manifest(path=path, records=assign_visits(records), skipped=skipped)
+
+
+def assign_visits(records: list[ExamRecord]) -> list[ExamRecord]:
+    """Order each patient's exams by date and recompute visit index and gaps.
+
+    Done after bad rows are dropped, so a skipped exam never leaves a hole
+    in a patient's sequence.
+    """
+    by_patient: dict[tuple[str, str], list[ExamRecord]] = {}
+    for r in records:
+        by_patient.setdefault((r.site_id, r.patient_id), []).append(r)
+    ordered: list[ExamRecord] = []
+    for exams in by_patient.values():
+        exams.sort(key=lambda r: r.study_date)
+        for i, r in enumerate(exams):
+            r.visit_index = i + 1
+            r.days_since_prior = (r.study_date - exams[i - 1].study_date).days if i else 0
+        ordered.extend(exams)
+    return ordered
+
+
+def write_manifest(path: str | Path, records: list[ExamRecord]) -> None:
+    """Write records with image paths relative to the manifest's folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for r in records:
+            writer.writerow({
+                "site_id": r.site_id,
+                "patient_id": r.patient_id,
+                "visit_index": r.visit_index,
+                "study_date": r.study_date.isoformat(),
+                "days_since_prior": r.days_since_prior,
+                "age": f"{r.age:g}",
+                "sex": r.sex,
+                "extras": json.dumps(r.extras, sort_keys=True),
+                "image_paths": ";".join(
+                    Path(p).relative_to(path.parent).as_posix() if Path(p).is_absolute() else Path(p).as_posix()
+                    for p in r.image_paths
+                ),
+                "findings": r.findings,
+                "impression": r.impression,
+                "labels": json.dumps(r.labels, sort_keys=True),
+                "changes": json.dumps(r.changes, sort_keys=True),
+                "split": r.split,
+            })

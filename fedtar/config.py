@@ -1,0 +1,160 @@
+"""The one config system: nested dataclasses, TOML files and dotted overrides.
+
+The same dotted keys (``train.lr``, ``lora.rank``) work in a TOML file, on the
+command line (``--set train.lr=1e-3``) and in Flower's run config
+(``[tool.flwr.app.config]``), so a setting has one name everywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from fedtar.adapters import PatientLoRAConfig
+
+
+@dataclass
+class DataConfig:
+    image_size: int = 64
+    section: str = "findings"        # report target: findings | impression | both
+    max_tokens: int = 96
+    min_word_frequency: int = 1      # tokenizer vocabulary threshold
+    batch_size: int = 16
+
+
+@dataclass
+class ModelConfig:
+    # "tiny" builds a small random model from the sizes below (tests, demo);
+    # anything else is a hub id or a local folder for from_pretrained.
+    encoder: str = "tiny"
+    decoder: str = "tiny"
+    hidden_size: int = 64
+    layers: int = 2
+    heads: int = 2
+    patch_size: int = 8
+    image_channels: int = 1
+    prior: str = "both"              # none | image | report | both
+
+
+@dataclass
+class DemographicsConfig:
+    gmm: bool = True                 # false: the profile vector feeds the projection directly
+    gmm_components: int = 16
+    features: tuple[str, ...] = ("hash", "age", "sex")
+
+
+@dataclass
+class TrainConfig:
+    lr: float = 1e-5                 # the paper's default (model and adapters)
+    weight_decay: float = 0.0
+    epochs: int = 1
+    max_steps: int = 0               # >0 caps the optimizer steps of one call
+    base: str = "frozen"             # frozen | trainable (then the base travels too)
+    grad_clip: float = 1.0
+    seed: int = 0
+    device: str = "auto"             # auto | cpu | cuda
+    bf16: bool = True                # autocast in bf16 on CUDA
+
+
+@dataclass
+class FedTARConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    lora: PatientLoRAConfig = field(default_factory=PatientLoRAConfig)
+    demographics: DemographicsConfig = field(default_factory=DemographicsConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_flat(self) -> dict[str, Any]:
+        """Dotted keys to plain values (lists for tuples), e.g. for checkpoints."""
+        out: dict[str, Any] = {}
+        for section in dataclasses.fields(self):
+            for f in dataclasses.fields(getattr(self, section.name)):
+                value = getattr(getattr(self, section.name), f.name)
+                out[f"{section.name}.{f.name}"] = list(value) if isinstance(value, tuple) else value
+        return out
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        return tuple(str(v) for v in value)
+    if annotation is bool:
+        if isinstance(value, str):
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"config key {key}: {value!r} is not a boolean")
+        return bool(value)
+    if annotation in (int, float, str):
+        try:
+            return annotation(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"config key {key}: {value!r} is not a valid {annotation.__name__}") from None
+    return value
+
+
+def apply_overrides(cfg: FedTARConfig, flat: Mapping[str, Any]) -> FedTARConfig:
+    """Set dotted keys on a copy of cfg; unknown keys are an error, not a silent no-op."""
+    cfg = dataclasses.replace(cfg, **{f.name: dataclasses.replace(getattr(cfg, f.name))
+                                      for f in dataclasses.fields(cfg)})
+    for key, value in flat.items():
+        section_name, _, name = key.partition(".")
+        section = getattr(cfg, section_name, None)
+        if section is None or not dataclasses.is_dataclass(section):
+            raise ValueError(f"unknown config section in {key!r}")
+        hints = typing.get_type_hints(type(section))
+        if name not in hints:
+            raise ValueError(f"unknown config key {key!r}")
+        setattr(section, name, _coerce(value, hints[name], key))
+    return cfg
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> FedTARConfig:
+    """Defaults, then the TOML file (if any), then the overrides."""
+    cfg = FedTARConfig()
+    if path is not None:
+        path = Path(path)
+        try:
+            tree = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise ValueError(f"{path}: cannot read config: {e}") from e
+        try:
+            cfg = apply_overrides(cfg, _flatten(tree))
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from e
+    return apply_overrides(cfg, overrides or {})
+
+
+def parse_set_args(items: list[str] | None) -> dict[str, str]:
+    """['a.b=1', ...] from the command line to {'a.b': '1'}."""
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set {item!r}: expected key=value")
+        out[key.strip()] = value.strip()
+    return out
