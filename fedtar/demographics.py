@@ -90,3 +90,23 @@ class DiagonalGMM:
     @classmethod
     def from_state_dict(cls, state: dict[str, torch.Tensor]) -> DiagonalGMM:
         return cls(state["means"], state["variances"], state["log_weights"])
+
+
+@dataclass
+class PatientAssigner:
+    """Site-local map from profile vectors to q_p: GMM responsibilities, or the profile itself.
+
+    Fitted on the site's own patients and kept at the site (never sent).
+    """
+
+    gmm: DiagonalGMM | None
+
+    @classmethod
+    def fit(cls, profiles: torch.Tensor, use_gmm: bool = True, components: int = 16, seed: int = 0
+            ) -> PatientAssigner:
+        return cls(DiagonalGMM.fit(profiles, components, seed=seed) if use_gmm else None)
+
+    def __call__(self, profiles: torch.Tensor) -> torch.Tensor:
+        if self.gmm is None:
+            return profiles.float()
+        return self.gmm.responsibilities(profiles.cpu()).to(profiles.device)

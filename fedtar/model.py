@@ -1,0 +1,294 @@
+"""The report generator: vision encoder + causal decoder with cross-attention.
+
+Longitudinal input (``model.prior``):
+- ``image``: current and prior images are encoded by the same encoder; their
+  tokens are marked current/prior by a learned type embedding and both feed
+  the decoder's cross-attention (prior tokens masked for a first visit);
+- ``report``: the prior report is a prefix of the decoder input, left-padded
+  so that it always ends at position P0 and the new report starts at P0;
+  the loss covers the new report only;
+- ``both`` / ``none``.
+
+Patient-adaptive LoRA (fedtar.adapters) wraps the encoder's and decoder's
+projections; the patient embedding phi_p = W_proj q_p + b_proj is computed
+here from the site's soft assignment q_p and handed to every layer.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoConfig, PretrainedConfig
+
+from data_adapters.dataset import Batch
+from fedtar.adapters import inject_patient_lora, patient_context
+from fedtar.backbones import (
+    decoder_from_config,
+    encoder_from_config,
+    load_decoder,
+    load_encoder,
+    tiny_decoder_config,
+    tiny_encoder_config,
+)
+from fedtar.config import FedTARConfig, apply_overrides
+from fedtar.tokenizer import ReportTokenizer
+
+PRIOR_CHOICES = ("none", "image", "report", "both")
+MODEL_FILE, CONFIG_FILE, TRAINABLE_FILE = "model.safetensors", "fedtar_config.json", "trainable.json"
+ENCODER_CONFIG, DECODER_CONFIG = "encoder_config.json", "decoder_config.json"
+
+
+@dataclass
+class DecoderInput:
+    ids: torch.Tensor        # (B, k + L)
+    mask: torch.Tensor       # (B, k + L)
+    positions: torch.Tensor  # (B, k + L)
+    prefix_len: int          # k
+
+
+class ReportGenerator(nn.Module):
+    def __init__(self, cfg: FedTARConfig, encoder: nn.Module, decoder: nn.Module, tokenizer: ReportTokenizer,
+                 q_dim: int):
+        super().__init__()
+        if cfg.model.prior not in PRIOR_CHOICES:
+            raise ValueError(f"model.prior must be one of {PRIOR_CHOICES}, got {cfg.model.prior!r}")
+        self.cfg = cfg
+        self.encoder, self.decoder = encoder, decoder
+        enc_dim = _hidden_size(encoder.config)
+        dec_dim = _hidden_size(decoder.config)
+        self.visual_proj = nn.Linear(enc_dim, dec_dim)
+        self.image_type = nn.Embedding(2, dec_dim)  # 0: current exam, 1: prior exam
+        self.patient_proj = nn.Linear(q_dim, cfg.lora.hyper_dim) if cfg.lora.patient else None
+        self.pad_id, self.bos_id, self.eos_id = tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id
+        self.encoder_channels = getattr(encoder.config, "num_channels", 1)
+        self.uses_prior_image = cfg.model.prior in ("image", "both")
+        self.uses_prior_report = cfg.model.prior in ("report", "both")
+        # The new report starts at P0 when a prior report precedes it.
+        self.report_start = cfg.data.max_tokens if self.uses_prior_report else 0
+
+    # -- encoding -------------------------------------------------------
+    def patient_embedding(self, q: torch.Tensor | None) -> torch.Tensor | None:
+        if self.patient_proj is None or q is None:
+            return None
+        return self.patient_proj(q)
+
+    def _encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        if images.shape[1] != self.encoder_channels:
+            images = images.expand(-1, self.encoder_channels, *images.shape[2:])
+        h = self.encoder(pixel_values=images).last_hidden_state
+        if h.dim() == 4:  # convolutional encoders (CvT): (B, C, H, W) -> (B, HW, C)
+            h = h.flatten(2).transpose(1, 2)
+        return self.visual_proj(h)
+
+    def encode(self, batch: Batch, phi: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cross-attention memory (B, M, D) and its mask (B, M)."""
+        b = batch.images.shape[0]
+        if self.uses_prior_image:
+            both = torch.cat([batch.images, batch.prior_images])
+            with patient_context(self, None if phi is None else torch.cat([phi, phi])):
+                tokens = self._encode_images(both)
+            cur, prior = tokens[:b] + self.image_type.weight[0], tokens[b:] + self.image_type.weight[1]
+            memory = torch.cat([cur, prior], dim=1)
+            mask = torch.cat([torch.ones(cur.shape[:2], device=cur.device, dtype=torch.long),
+                              batch.has_prior[:, None].expand(-1, prior.shape[1]).long()], dim=1)
+            return memory, mask
+        with patient_context(self, phi):
+            cur = self._encode_images(batch.images) + self.image_type.weight[0]
+        return cur, torch.ones(cur.shape[:2], device=cur.device, dtype=torch.long)
+
+    # -- decoder inputs ---------------------------------------------------
+    def _prefix(self, batch: Batch) -> torch.Tensor:
+        """The prior reports, left-padded and trimmed to the batch's longest."""
+        b = batch.prior_ids.shape[0]
+        if not self.uses_prior_report:
+            return batch.prior_ids.new_zeros((b, 0))
+        real = batch.prior_ids != self.pad_id
+        order = torch.argsort(real.int(), dim=1, stable=True)  # pads first, tokens keep their order
+        left = torch.gather(batch.prior_ids, 1, order)
+        k = int(real.sum(1).max()) if b else 0
+        return left[:, left.shape[1] - k:]
+
+    def decoder_input(self, prefix: torch.Tensor, ids: torch.Tensor) -> DecoderInput:
+        k = prefix.shape[1]
+        full = torch.cat([prefix, ids], dim=1)
+        mask = (full != self.pad_id).long()
+        mask[:, k:k + 1] = 1  # BOS/first token is always attended (pad ids may coincide)
+        start = self.report_start
+        positions = torch.cat([torch.arange(start - k, start), torch.arange(start, start + ids.shape[1])])
+        return DecoderInput(full, mask, positions.to(ids.device).expand(ids.shape[0], -1), k)
+
+    # -- training -------------------------------------------------------
+    def forward(self, batch: Batch, q: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean token cross-entropy of the current report."""
+        phi = self.patient_embedding(q)
+        memory, memory_mask = self.encode(batch, phi)
+        length = int((batch.input_ids != self.pad_id).sum(1).max())
+        ids = batch.input_ids[:, :length]
+        inp = self.decoder_input(self._prefix(batch), ids)
+        with patient_context(self, phi):
+            logits = self.decoder(input_ids=inp.ids, attention_mask=inp.mask, position_ids=inp.positions,
+                                  encoder_hidden_states=memory, encoder_attention_mask=memory_mask,
+                                  use_cache=False).logits
+        k = inp.prefix_len
+        pred = logits[:, k:k + length - 1]
+        target = ids[:, 1:].masked_fill(ids[:, 1:] == self.pad_id, -100)
+        return F.cross_entropy(pred.reshape(-1, pred.shape[-1]).float(), target.reshape(-1), ignore_index=-100)
+
+    # -- generation -----------------------------------------------------
+    @torch.no_grad()
+    def generate(self, batch: Batch, q: torch.Tensor | None = None, max_new_tokens: int | None = None,
+                 num_beams: int = 1, length_penalty: float = 1.0) -> list[list[int]]:
+        """Greedy (num_beams=1) or beam search with a KV cache; returns token ids without [BOS]."""
+        max_new_tokens = max_new_tokens or self.cfg.data.max_tokens - 1
+        w = num_beams
+        phi = self.patient_embedding(q)
+        memory, memory_mask = self.encode(batch, phi)
+        b = memory.shape[0]
+        rep = lambda t: None if t is None else t.repeat_interleave(w, dim=0)  # noqa: E731
+        memory, memory_mask, phi = rep(memory), rep(memory_mask), rep(phi)
+        prefix = rep(self._prefix(batch))
+        bos = torch.full((b * w, 1), self.bos_id, dtype=torch.long, device=memory.device)
+        inp = self.decoder_input(prefix, bos)
+        scores = torch.zeros(b, w, device=memory.device)
+        scores[:, 1:] = float("-inf")  # all beams start identical: keep one
+        seqs = bos.new_zeros((b * w, 0))
+        finished = torch.zeros(b * w, dtype=torch.bool, device=memory.device)
+        lengths = torch.zeros(b * w, device=memory.device)
+        step_ids, mask, positions, cache = inp.ids, inp.mask, inp.positions, None
+        with patient_context(self, phi):
+            for step in range(max_new_tokens):
+                out = self.decoder(input_ids=step_ids, attention_mask=mask, position_ids=positions,
+                                   encoder_hidden_states=memory, encoder_attention_mask=memory_mask,
+                                   cache=cache, use_cache=True)
+                cache = out.past_key_values
+                logp = F.log_softmax(out.logits[:, -1].float(), dim=-1)
+                # A finished beam only extends with [PAD] at no cost.
+                logp = torch.where(finished[:, None], torch.full_like(logp, float("-inf")), logp)
+                logp[:, self.pad_id] = torch.where(finished, 0.0, float("-inf"))
+                vocab = logp.shape[-1]
+                cand = (scores.view(-1, 1) + logp).view(b, w * vocab)
+                top_scores, top_idx = cand.topk(w, dim=1)
+                source = (torch.arange(b, device=memory.device)[:, None] * w + top_idx // vocab).view(-1)
+                token = (top_idx % vocab).view(-1)
+                seqs = torch.cat([seqs[source], token[:, None]], dim=1)
+                lengths = lengths[source] + (~finished[source]).float()
+                finished = finished[source] | (token == self.eos_id)
+                scores = top_scores
+                if w > 1:
+                    cache.reorder_cache(source)
+                if bool(finished.all()):
+                    break
+                step_ids = token[:, None]
+                mask = torch.cat([mask[source], torch.ones_like(step_ids)], dim=1)
+                positions = positions[:, -1:] + 1
+        normalized = (scores.view(-1) / lengths.clamp(min=1) ** length_penalty).view(b, w)
+        best = (torch.arange(b, device=memory.device) * w + normalized.argmax(1))
+        result = []
+        for row in seqs[best].tolist():
+            row = [t for t in row if t != self.pad_id]
+            result.append(row[: row.index(self.eos_id)] if self.eos_id in row else row)
+        return result
+
+
+def _config_from_json(path: Path) -> PretrainedConfig:
+    values = json.loads(path.read_text())
+    return AutoConfig.for_model(values.pop("model_type"), **values)
+
+
+def _hidden_size(config: PretrainedConfig) -> int:
+    for attr in ("hidden_size", "n_embd", "d_model"):
+        if isinstance(getattr(config, attr, None), int):
+            return getattr(config, attr)
+    embed = getattr(config, "embed_dim", None)  # CvT: one width per stage
+    if isinstance(embed, (list, tuple)):
+        return int(embed[-1])
+    raise ValueError(f"cannot tell the hidden size of {type(config).__name__}")
+
+
+def q_dim(cfg: FedTARConfig) -> int:
+    return cfg.demographics.gmm_components if cfg.demographics.gmm else len(cfg.demographics.features)
+
+
+def build_model(cfg: FedTARConfig, tokenizer: ReportTokenizer) -> ReportGenerator:
+    """A model from the config: tiny random backbones or pretrained ones, then LoRA, then freezing."""
+    m = cfg.model
+    new_params: list[str] = []
+    if m.encoder == "tiny":
+        encoder = encoder_from_config(tiny_encoder_config(cfg.data.image_size, m.image_channels, m.hidden_size,
+                                                          m.layers, m.heads, m.patch_size))
+    else:
+        enc = load_encoder(m.encoder)
+        encoder, new_params = enc.module, new_params + [f"encoder.{n}" for n in enc.new_parameters]
+    if m.decoder == "tiny":
+        decoder = decoder_from_config(tiny_decoder_config(
+            tokenizer.vocab_size, m.hidden_size, m.layers, m.heads, 2 * cfg.data.max_tokens + 8,
+            tokenizer.bos_id, tokenizer.eos_id, tokenizer.pad_id))
+    else:
+        dec = load_decoder(m.decoder)
+        decoder, new_params = dec.module, new_params + [f"decoder.{n}" for n in dec.new_parameters]
+        if decoder.get_input_embeddings().num_embeddings != tokenizer.vocab_size:
+            raise ValueError(f"decoder {m.decoder} has {decoder.get_input_embeddings().num_embeddings} token "
+                             f"embeddings but the tokenizer has {tokenizer.vocab_size}: use the decoder's own "
+                             "tokenizer (ReportTokenizer.load on its folder)")
+    model = ReportGenerator(cfg, encoder, decoder, tokenizer, q_dim(cfg))
+    finalize_trainable(model, cfg, new_params)
+    return model
+
+
+def finalize_trainable(model: ReportGenerator, cfg: FedTARConfig, new_params: list[str] = ()) -> None:
+    """Wrap targeted layers with LoRA and set which tensors train (and so travel)."""
+    if cfg.lora.shared or cfg.lora.patient:
+        inject_patient_lora(model.encoder, cfg.lora)
+        inject_patient_lora(model.decoder, cfg.lora)
+    if cfg.train.base not in ("frozen", "trainable"):
+        raise ValueError(f"train.base must be frozen or trainable, got {cfg.train.base!r}")
+    adapter_markers = ("lora_A", "lora_B", "hyper_A", "hyper_B", "patient_proj")
+    new = {n.replace(".weight", "").replace(".bias", "") for n in new_params}
+    for name, p in model.named_parameters():
+        is_adapter = any(marker in name.split(".") for marker in adapter_markers)
+        is_new = any(name.replace(".base.", ".").startswith(n) for n in new)
+        p.requires_grad_(cfg.train.base == "trainable" or is_adapter or is_new)
+
+
+# -- save / load ------------------------------------------------------------
+def save_model(folder: str | Path, model: ReportGenerator, tokenizer: ReportTokenizer) -> Path:
+    """Everything needed to rebuild the model offline: configs, tokenizer, all weights."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / CONFIG_FILE).write_text(json.dumps(model.cfg.to_flat(), indent=2, sort_keys=True))
+    model.encoder.config.to_json_file(folder / ENCODER_CONFIG)
+    model.decoder.config.to_json_file(folder / DECODER_CONFIG)
+    tokenizer.save(folder)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    (folder / TRAINABLE_FILE).write_text(json.dumps(trainable, indent=1))
+    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(folder / MODEL_FILE))
+    return folder
+
+
+def load_model(folder: str | Path, overrides: dict | None = None) -> tuple[ReportGenerator, ReportTokenizer]:
+    """Rebuild from the saved configs (no hub access) and load the weights."""
+    folder = Path(folder)
+    if not (folder / MODEL_FILE).is_file():
+        raise FileNotFoundError(f"{folder}: no {MODEL_FILE}: not a saved FedTAR model")
+    cfg = apply_overrides(FedTARConfig(), json.loads((folder / CONFIG_FILE).read_text()))
+    cfg = apply_overrides(cfg, overrides or {})
+    tokenizer = ReportTokenizer.load(folder)
+    enc_cfg, dec_cfg = (_config_from_json(folder / f) for f in (ENCODER_CONFIG, DECODER_CONFIG))
+    model = ReportGenerator(cfg, encoder_from_config(enc_cfg), decoder_from_config(dec_cfg), tokenizer, q_dim(cfg))
+    finalize_trainable(model, cfg)
+    trainable = set(json.loads((folder / TRAINABLE_FILE).read_text()))
+    for name, p in model.named_parameters():
+        p.requires_grad_(name in trainable)
+    state = load_file(str(folder / MODEL_FILE))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected:
+        raise ValueError(f"{folder}: weights not in the model: {unexpected[:5]}")
+    if missing and not all(any(s in m for s in ("lora_", "hyper_", "patient_proj")) for m in missing):
+        raise ValueError(f"{folder}: weights missing from the file: {missing[:5]}")
+    return model, tokenizer

@@ -1,0 +1,122 @@
+"""The one local training loop, evaluation loss and report generation.
+
+Used alike by the demo (central training), the Flower client (per-visit
+training at a site) and the baselines: FedProx and SCAFFOLD plug in as a
+gradient correction, not as loops of their own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from data_adapters.dataset import ExamTensors
+from fedtar.config import TrainConfig
+from fedtar.demographics import PatientAssigner
+from fedtar.model import ReportGenerator
+from fedtar.tokenizer import ReportTokenizer
+
+# Called after backward with {name: parameter} of the trainable tensors.
+GradCorrection = Callable[[dict[str, torch.nn.Parameter]], None]
+
+
+@dataclass
+class TrainStats:
+    loss: float
+    steps: int
+    examples: int
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _autocast(device: torch.device, bf16: bool):
+    if device.type == "cuda" and bf16:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def make_optimizer(model: ReportGenerator, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def train_local(
+    model: ReportGenerator,
+    exams: ExamTensors,
+    assigner: PatientAssigner,
+    cfg: TrainConfig,
+    batch_size: int,
+    optimizer: torch.optim.Optimizer | None = None,
+    correction: GradCorrection | None = None,
+    generator: torch.Generator | None = None,
+    epochs: int | None = None,
+    max_steps: int | None = None,
+) -> TrainStats:
+    """AdamW over the trainable tensors for `epochs` passes (or `max_steps` steps)."""
+    device = next(model.parameters()).device
+    optimizer = optimizer or make_optimizer(model, cfg)
+    epochs = cfg.epochs if epochs is None else epochs
+    max_steps = cfg.max_steps if max_steps is None else max_steps
+    generator = generator or torch.Generator().manual_seed(cfg.seed)
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    model.train()
+    total, steps, examples = 0.0, 0, 0
+    n_epochs = epochs if not max_steps else math.ceil(max_steps / max(1, math.ceil(exams.num_examples() / batch_size)))
+    for _ in range(max(1, n_epochs)):
+        for batch in exams.batches(batch_size, shuffle=True, generator=generator):
+            batch = batch.to(device)
+            with _autocast(device, cfg.bf16):
+                loss = model(batch, assigner(batch.profiles))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if correction is not None:
+                correction(trainable)
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(trainable.values(), cfg.grad_clip)
+            optimizer.step()
+            n = batch.images.shape[0]
+            total += float(loss.detach()) * n
+            examples += n
+            steps += 1
+            if max_steps and steps >= max_steps:
+                return TrainStats(total / max(examples, 1), steps, examples)
+    return TrainStats(total / max(examples, 1), steps, examples)
+
+
+@torch.no_grad()
+def mean_loss(model: ReportGenerator, exams: ExamTensors, assigner: PatientAssigner, batch_size: int = 64,
+              bf16: bool = True) -> float:
+    device = next(model.parameters()).device
+    model.eval()
+    total, n = 0.0, 0
+    for batch in exams.batches(batch_size):
+        batch = batch.to(device)
+        with _autocast(device, bf16):
+            loss = model(batch, assigner(batch.profiles))
+        total += float(loss) * batch.images.shape[0]
+        n += batch.images.shape[0]
+    return total / max(n, 1)
+
+
+@torch.no_grad()
+def generate_reports(model: ReportGenerator, exams: ExamTensors, assigner: PatientAssigner,
+                     tokenizer: ReportTokenizer, num_beams: int = 1, batch_size: int = 64,
+                     bf16: bool = True) -> list[str]:
+    """Generated reports in the order of exams.rows()."""
+    device = next(model.parameters()).device
+    model.eval()
+    out: list[str] = []
+    for batch in exams.batches(batch_size):
+        batch = batch.to(device)
+        with _autocast(device, bf16):
+            ids = model.generate(batch, assigner(batch.profiles), num_beams=num_beams)
+        out.extend(tokenizer.decode(row) for row in ids)
+    return out

@@ -1,0 +1,132 @@
+"""Metrics agree with pycocoevalcap; the labeler reads negation and uncertainty; temporal accuracy."""
+
+from __future__ import annotations
+
+import math
+import shutil
+
+import pytest
+from pycocoevalcap.bleu.bleu import Bleu
+from pycocoevalcap.cider.cider import Cider
+from pycocoevalcap.rouge.rouge import Rouge
+
+from fedtar.findings import CHEXPERT_OBSERVATIONS
+from fedtar.labeler import extract_changes, label_report
+from fedtar.metrics import bleu, cider_d, comparison_accuracy, evaluate_reports, meteor, metric_tokens, rouge_l
+from fedtar.metrics.clinical import clinical_efficacy
+
+PAIRS = [
+    ("there is a small left pleural effusion", "there is a moderate left pleural effusion"),
+    ("no pneumothorax", "no pneumothorax or pleural effusion"),
+    ("the heart size is normal no consolidation", "heart size is normal"),
+    ("stable right atelectasis stable right atelectasis", "interval resolution of right atelectasis"),
+    ("degenerative changes of the thoracic spine", "the thoracic spine shows degenerative change"),
+    ("new left pneumothorax is seen", "a large left pneumothorax is new"),
+]
+
+
+def test_bleu_rouge_cider_match_pycocoevalcap():
+    hyps, refs = [h for h, _ in PAIRS], [r for _, r in PAIRS]
+    gts = {i: [r] for i, r in enumerate(refs)}
+    res = {i: [h] for i, h in enumerate(hyps)}
+    ref_bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
+    for ours, theirs in zip(bleu(hyps, refs), ref_bleu):
+        assert ours == pytest.approx(theirs, abs=1e-6)
+    assert rouge_l(hyps, refs) == pytest.approx(Rouge().compute_score(gts, res)[0], abs=1e-6)
+    assert cider_d(hyps, refs) == pytest.approx(Cider().compute_score(gts, res)[0], abs=1e-6)
+    assert 0 < cider_d(hyps, refs) < 10
+
+
+def test_perfect_and_disjoint_reports():
+    refs = [r for _, r in PAIRS]
+    assert bleu(refs, refs)[3] == pytest.approx(1.0)
+    assert rouge_l(refs, refs) == pytest.approx(1.0)
+    assert bleu(["zebra"] * len(refs), refs)[0] < 1e-6
+
+
+def test_metric_tokens_drop_punctuation_and_case():
+    assert metric_tokens("No pneumothorax. Left-sided effusion, small.") == "no pneumothorax left-sided effusion small"
+
+
+@pytest.mark.skipif(shutil.which("java") is None, reason="the no-Java path is tested below")
+def test_meteor_runs_with_java():
+    score, note = meteor(["no pleural effusion"], ["no pleural effusion"])
+    assert note is None and score > 0.9
+
+
+def test_meteor_without_java_says_so(monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    score, note = meteor(["a"], ["a"])
+    assert math.isnan(score) and "Java" in note
+
+
+# One positive phrase per observation, as radiologists write them.
+PHRASES = {
+    "Enlarged Cardiomediastinum": "widening of the mediastinum",
+    "Cardiomegaly": "cardiomegaly",
+    "Lung Opacity": "opacity in the right lower lobe",
+    "Lung Lesion": "pulmonary nodule",
+    "Edema": "pulmonary edema",
+    "Consolidation": "consolidation",
+    "Pneumonia": "pneumonia",
+    "Atelectasis": "atelectasis",
+    "Pneumothorax": "pneumothorax",
+    "Pleural Effusion": "pleural effusion",
+    "Pleural Other": "pleural thickening",
+    "Fracture": "rib fracture",
+    "Support Devices": "endotracheal tube",
+}
+
+
+@pytest.mark.parametrize("obs", list(PHRASES))
+def test_labeler_positive_negative_uncertain(obs):
+    phrase = PHRASES[obs]
+    assert label_report(f"There is {phrase}.")[obs] == 1
+    assert label_report(f"No {phrase}.")[obs] == 0
+    assert label_report(f"There is no evidence of {phrase}.")[obs] == 0
+    assert label_report(f"Possible {phrase}.")[obs] == -1
+    assert label_report(f"{phrase} cannot be excluded.")[obs] == -1
+
+
+def test_labeler_scope_and_no_finding():
+    labels = label_report("No pneumothorax, but there is a small left pleural effusion.")
+    assert labels["Pneumothorax"] == 0 and labels["Pleural Effusion"] == 1
+    assert label_report("The heart size is normal.")["Cardiomegaly"] == 0
+    assert label_report("Left pleural effusion has resolved.")["Pleural Effusion"] == 0
+    assert label_report("No acute cardiopulmonary process.")["No Finding"] == 1
+    assert label_report("Small effusion. Line in place.")["No Finding"] == 0
+    assert label_report("Line in place.")["No Finding"] == 1  # devices are not pathology
+    assert set(label_report("x")) <= set(CHEXPERT_OBSERVATIONS)
+
+
+def test_change_extraction():
+    text = ("Since the prior exam. New right pneumothorax. Left effusion has decreased. "
+            "Stable cardiomegaly. Interval resolution of left atelectasis. Worsening edema.")
+    assert extract_changes(text) == {"Pneumothorax": "new", "Pleural Effusion": "decreased",
+                                     "Cardiomegaly": "unchanged", "Atelectasis": "resolved", "Edema": "increased"}
+    assert extract_changes("Enlarged cardiac silhouette. The heart size is normal.") == {}
+
+
+def test_comparison_accuracy_counts_reference_statements():
+    refs = ["New left effusion. Stable cardiomegaly.", "No change.", "Worsening edema."]
+    hyps = ["New left effusion. Increased cardiomegaly.", "Anything.", "Edema."]
+    acc, n = comparison_accuracy(hyps, refs)
+    assert n == 3 and acc == pytest.approx(1 / 3)
+
+
+def test_clinical_efficacy_micro_and_macro():
+    refs = ["Left pleural effusion.", "Pneumothorax.", "Cardiomegaly."]
+    hyps = ["Left pleural effusion.", "No pneumothorax.", "Cardiomegaly. Edema."]
+    ce = clinical_efficacy(hyps, refs)
+    # Positives: refs {PE, PTX, CM} (+No Finding 0s); hyps {PE, NoFinding(row 2), CM, Edema}
+    assert ce["ce_precision"] == pytest.approx(2 / 4)
+    assert ce["ce_recall"] == pytest.approx(2 / 3)
+    assert 0 < ce["ce_f1_macro"] < 1
+
+
+def test_evaluate_reports_full_row():
+    out = evaluate_reports(["No pneumothorax."], ["No pneumothorax."], with_meteor=False)
+    assert out["bleu1"] == pytest.approx(1.0) and out["ce_f1"] == pytest.approx(1.0)
+    assert math.isnan(out["meteor"]) and math.isnan(out["cmp_acc"])
+    with pytest.raises(ValueError, match="2 generated reports for 1 references"):
+        evaluate_reports(["a", "b"], ["a"])
