@@ -38,10 +38,12 @@ class Batch:
     images: torch.Tensor         # (B, C, H, W)
     input_ids: torch.Tensor      # (B, L) [BOS] report [EOS] [PAD]...
     profiles: torch.Tensor       # (B, F) demographic profile vectors
+    q: torch.Tensor              # (B, K) soft assignment q_p (the profile itself before a site sets it)
     visit_index: torch.Tensor    # (B,) 1..T
     has_prior: torch.Tensor      # (B,) bool
     prior_images: torch.Tensor   # (B, C, H, W), zeros where no prior
     prior_ids: torch.Tensor      # (B, L) prior report, [PAD] where no prior
+    labels: torch.Tensor         # (B, F) ground-truth severities 0-3, -100 where unknown (may be F=0)
     index: torch.Tensor          # (B,) row in the ExamTensors
 
     def to(self, device: torch.device | str) -> Batch:
@@ -58,6 +60,9 @@ class ExamTensors:
     profiles: torch.Tensor
     visit_index: torch.Tensor
     prior_index: torch.Tensor    # row of the prior exam, -1 for a first visit
+    q: torch.Tensor | None = None  # (N, K) q_p from the site's assigner; None: use profiles
+    labels: torch.Tensor | None = None  # (N, F) severities per label_names, -100 unknown
+    label_names: tuple[str, ...] = ()
     skipped: list[SkippedRow] = field(default_factory=list)
     batch_rows: torch.Tensor | None = None  # rows batches draw from; None: all
 
@@ -74,7 +79,9 @@ class ExamTensors:
         return ExamTensors(
             records=[self.records[i] for i in rows.tolist()],
             images=self.images[rows], input_ids=self.input_ids[rows], profiles=self.profiles[rows],
-            visit_index=self.visit_index[rows], prior_index=prior, skipped=self.skipped,
+            visit_index=self.visit_index[rows], prior_index=prior,
+            q=None if self.q is None else self.q[rows], skipped=self.skipped,
+            labels=None if self.labels is None else self.labels[rows], label_names=self.label_names,
         )
 
     def where(self, split: str | None = None, visit: int | None = None) -> ExamTensors:
@@ -103,8 +110,9 @@ class ExamTensors:
         prior_ids = torch.where(has_prior[:, None], self.input_ids[safe], torch.zeros_like(self.input_ids[safe]))
         return Batch(
             images=self.images[idx], input_ids=self.input_ids[idx], profiles=self.profiles[idx],
-            visit_index=self.visit_index[idx], has_prior=has_prior,
-            prior_images=self.images[safe] * mask, prior_ids=prior_ids, index=idx,
+            q=(self.profiles if self.q is None else self.q)[idx], visit_index=self.visit_index[idx], has_prior=has_prior,
+            prior_images=self.images[safe] * mask, prior_ids=prior_ids,
+            labels=self.labels[idx] if self.labels is not None else idx.new_zeros((len(idx), 0)), index=idx,
         )
 
     def batches(self, batch_size: int, shuffle: bool = False,
@@ -147,6 +155,9 @@ def load_exams(
     prior = torch.tensor([key_to_row.get((r.site_id, r.patient_id, r.visit_index - 1), -1) for r in kept],
                          dtype=torch.long)
     images = torch.stack([image_of[id(r)] for r in kept]) if kept else torch.zeros(0, 1, image_size, image_size)
+    label_names = tuple(sorted({k for r in kept for k in r.labels}))
+    labels = torch.tensor([[r.labels.get(k, -100) for k in label_names] for r in kept],
+                          dtype=torch.long).reshape(len(kept), len(label_names))
     return ExamTensors(
         records=kept,
         images=images,
@@ -154,5 +165,28 @@ def load_exams(
         profiles=profile_vectors(kept, profile_features),
         visit_index=torch.tensor([r.visit_index for r in kept], dtype=torch.long),
         prior_index=prior,
+        labels=labels,
+        label_names=label_names,
         skipped=skipped,
+    )
+
+
+def concat_exams(parts: Sequence[ExamTensors]) -> ExamTensors:
+    """Several sites' exams as one block (central training); prior links and batch rows follow."""
+    offsets, total = [], 0
+    for p in parts:
+        offsets.append(total)
+        total += len(p)
+    prior = torch.cat([torch.where(p.prior_index >= 0, p.prior_index + o, p.prior_index)
+                       for p, o in zip(parts, offsets)])
+    rows = torch.cat([p.rows() + o for p, o in zip(parts, offsets)])
+    return ExamTensors(
+        records=[r for p in parts for r in p.records],
+        images=torch.cat([p.images for p in parts]), input_ids=torch.cat([p.input_ids for p in parts]),
+        profiles=torch.cat([p.profiles for p in parts]), visit_index=torch.cat([p.visit_index for p in parts]),
+        prior_index=prior, skipped=[s for p in parts for s in p.skipped], batch_rows=rows,
+        q=None if any(p.q is None for p in parts) else torch.cat([p.q for p in parts]),
+        labels=torch.cat([p.labels for p in parts])
+        if len({p.label_names for p in parts}) == 1 and parts[0].labels is not None else None,
+        label_names=parts[0].label_names if len({p.label_names for p in parts}) == 1 else (),
     )

@@ -22,15 +22,16 @@ from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 # Attention and MLP projections of the supported backbones, matched as name suffixes:
-# ViT in transformers 5 (q/k/v/o_proj, mlp.fc1/fc2), BERT-style and CvT encoders,
+# ViT in transformers 5 (q/k/v/o_proj, mlp.fc1/fc2), BERT-style, CvT and ConvNeXt encoders,
 # GPT-2-style decoders (self- and cross-attention, MLP).
 DEFAULT_TARGETS: tuple[str, ...] = (
     "attention.q_proj", "attention.k_proj", "attention.v_proj", "attention.o_proj", "mlp.fc1", "mlp.fc2",
     "attention.query", "attention.key", "attention.value",
-    "projection_query", "projection_key", "projection_value",
+    "projection_query", "projection_key", "projection_value", "pwconv1", "pwconv2",
     "attention.output.dense", "intermediate.dense", "output.dense",
     "attn.c_attn", "attn.c_proj", "crossattention.c_attn", "crossattention.q_attn",
     "crossattention.c_proj", "mlp.c_fc", "mlp.c_proj",
+    "visual_proj",  # the encoder-to-decoder projection of fedtar.model
 )
 
 

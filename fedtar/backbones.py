@@ -22,6 +22,10 @@ from dataclasses import dataclass, field
 from torch import nn
 from transformers import (
     AutoConfig,
+    ConvNextConfig,
+    ConvNextModel,
+    ResNetConfig,
+    ResNetModel,
     AutoModel,
     AutoModelForCausalLM,
     GPT2Config,
@@ -41,8 +45,27 @@ class Backbone:
     new_parameters: list[str] = field(default_factory=list)  # not in the checkpoint: must train
 
 
+TINY_ENCODERS = ("tiny", "tiny-resnet", "tiny-convnext", "tiny-vit")
+
+
 def tiny_encoder_config(image_size: int, channels: int, hidden: int, layers: int, heads: int,
-                        patch: int) -> ViTConfig:
+                        patch: int, kind: str = "tiny-vit") -> PretrainedConfig:
+    """A small encoder config.
+
+    "tiny"/"tiny-resnet": a 3-stage ResNet. Its BatchNorm lets it learn findings from a few
+    hundred steps on a few thousand images, where ViT and ConvNeXt (LayerNorm) stayed at the
+    majority class in our measurements; it has no Linear layers, so LoRA adapts the visual
+    projection rather than the encoder. "tiny-convnext" (LoRA on its 1x1 Linear layers) and
+    "tiny-vit" are there for comparison.
+    """
+    if kind in ("tiny", "tiny-resnet"):
+        widths = [max(hidden // 4, 8), max(hidden // 2, 8), hidden]
+        return ResNetConfig(num_channels=channels, embedding_size=widths[0], hidden_sizes=widths,
+                            depths=[1, max(layers - 1, 1), 1], layer_type="basic", downsample_in_first_stage=False)
+    if kind == "tiny-convnext":
+        widths = [max(hidden // 4, 8), max(hidden // 2, 8), hidden]
+        return ConvNextConfig(num_channels=channels, patch_size=4, num_stages=3, hidden_sizes=widths,
+                              depths=[1, max(layers - 1, 1), 1], image_size=image_size, layer_scale_init_value=1.0)
     return ViTConfig(image_size=image_size, patch_size=patch, num_channels=channels, hidden_size=hidden,
                      num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=4 * hidden)
 
@@ -56,6 +79,10 @@ def tiny_decoder_config(vocab_size: int, hidden: int, layers: int, heads: int, p
 def encoder_from_config(config: PretrainedConfig) -> nn.Module:
     if isinstance(config, ViTConfig):
         return ViTModel(config, add_pooling_layer=False)
+    if isinstance(config, ConvNextConfig):
+        return ConvNextModel(config)
+    if isinstance(config, ResNetConfig):
+        return ResNetModel(config)
     return AutoModel.from_config(config)
 
 

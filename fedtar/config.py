@@ -34,8 +34,9 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    # "tiny" builds a small random model from the sizes below (tests, demo);
-    # anything else is a hub id or a local folder for from_pretrained.
+    # "tiny" (a small ConvNeXt; "tiny-vit" for a ViT) and "tiny" decoder (GPT-2) build small
+    # random models from the sizes below (tests, demo); anything else is a hub id or a local
+    # folder for from_pretrained.
     encoder: str = "tiny"
     decoder: str = "tiny"
     hidden_size: int = 64

@@ -17,18 +17,21 @@ here from the site's soft assignment q_p and handed to every layer.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_model as load_safetensors
+from safetensors.torch import save_model as save_safetensors
 from torch import nn
 from transformers import AutoConfig, PretrainedConfig
 
 from data_adapters.dataset import Batch
-from fedtar.adapters import inject_patient_lora, patient_context
+from fedtar.adapters import PatientLoRALinear, inject_patient_lora, patient_context
 from fedtar.backbones import (
+    TINY_ENCODERS,
     decoder_from_config,
     encoder_from_config,
     load_decoder,
@@ -67,10 +70,29 @@ class ReportGenerator(nn.Module):
         self.patient_proj = nn.Linear(q_dim, cfg.lora.hyper_dim) if cfg.lora.patient else None
         self.pad_id, self.bos_id, self.eos_id = tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id
         self.encoder_channels = getattr(encoder.config, "num_channels", 1)
-        self.uses_prior_image = cfg.model.prior in ("image", "both")
-        self.uses_prior_report = cfg.model.prior in ("report", "both")
-        # The new report starts at P0 when a prior report precedes it.
-        self.report_start = cfg.data.max_tokens if self.uses_prior_report else 0
+
+    @property
+    def uses_prior_image(self) -> bool:
+        return self.cfg.model.prior in ("image", "both")
+
+    @property
+    def uses_prior_report(self) -> bool:
+        return self.cfg.model.prior in ("report", "both")
+
+    @property
+    def report_start(self) -> int:
+        """Position of the new report's [BOS]: P0 after a prior report, else 0."""
+        return self.cfg.data.max_tokens if self.uses_prior_report else 0
+
+    def train(self, mode: bool = True) -> ReportGenerator:
+        """As nn.Module.train, but a frozen base keeps its normalization statistics frozen too
+        (BatchNorm running stats are buffers that would otherwise drift at each site)."""
+        super().train(mode)
+        if mode and self.cfg.train.base == "frozen":
+            for m in self.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        return self
 
     # -- encoding -------------------------------------------------------
     def patient_embedding(self, q: torch.Tensor | None) -> torch.Tensor | None:
@@ -82,9 +104,11 @@ class ReportGenerator(nn.Module):
         if images.shape[1] != self.encoder_channels:
             images = images.expand(-1, self.encoder_channels, *images.shape[2:])
         h = self.encoder(pixel_values=images).last_hidden_state
-        if h.dim() == 4:  # convolutional encoders (CvT): (B, C, H, W) -> (B, HW, C)
+        if h.dim() == 4:  # convolutional encoders (CvT, ConvNeXt): (B, C, H, W) -> (B, HW, C)
             h = h.flatten(2).transpose(1, 2)
-        return self.visual_proj(h)
+        h = self.visual_proj(h)
+        # Cross-attention is order-blind: mark where each token sits (left vs right matters).
+        return h + _sinusoid(h.shape[1], h.shape[2], h.device, h.dtype)
 
     def encode(self, batch: Batch, phi: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Cross-attention memory (B, M, D) and its mask (B, M)."""
@@ -124,8 +148,8 @@ class ReportGenerator(nn.Module):
         return DecoderInput(full, mask, positions.to(ids.device).expand(ids.shape[0], -1), k)
 
     # -- training -------------------------------------------------------
-    def forward(self, batch: Batch, q: torch.Tensor | None = None) -> torch.Tensor:
-        """Mean token cross-entropy of the current report."""
+    def report_logits(self, batch: Batch, q: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Next-token logits over the current report (B, L-1, V) and their targets (B, L-1)."""
         phi = self.patient_embedding(q)
         memory, memory_mask = self.encode(batch, phi)
         length = int((batch.input_ids != self.pad_id).sum(1).max())
@@ -136,8 +160,12 @@ class ReportGenerator(nn.Module):
                                   encoder_hidden_states=memory, encoder_attention_mask=memory_mask,
                                   use_cache=False).logits
         k = inp.prefix_len
-        pred = logits[:, k:k + length - 1]
-        target = ids[:, 1:].masked_fill(ids[:, 1:] == self.pad_id, -100)
+        return logits[:, k:k + length - 1], ids[:, 1:]
+
+    def forward(self, batch: Batch, q: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean token cross-entropy of the current report."""
+        pred, target = self.report_logits(batch, q)
+        target = target.masked_fill(target == self.pad_id, -100)
         return F.cross_entropy(pred.reshape(-1, pred.shape[-1]).float(), target.reshape(-1), ignore_index=-100)
 
     # -- generation -----------------------------------------------------
@@ -196,6 +224,15 @@ class ReportGenerator(nn.Module):
         return result
 
 
+def _sinusoid(n: int, dim: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    pos = torch.arange(n, device=device, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(n, dim, device=device)
+    table[:, 0::2] = torch.sin(pos * freq)
+    table[:, 1::2] = torch.cos(pos * freq)[:, : dim // 2]
+    return table.to(dtype)
+
+
 def _config_from_json(path: Path) -> PretrainedConfig:
     values = json.loads(path.read_text())
     return AutoConfig.for_model(values.pop("model_type"), **values)
@@ -205,9 +242,10 @@ def _hidden_size(config: PretrainedConfig) -> int:
     for attr in ("hidden_size", "n_embd", "d_model"):
         if isinstance(getattr(config, attr, None), int):
             return getattr(config, attr)
-    embed = getattr(config, "embed_dim", None)  # CvT: one width per stage
-    if isinstance(embed, (list, tuple)):
-        return int(embed[-1])
+    for attr in ("embed_dim", "hidden_sizes"):  # CvT, ConvNeXt, ResNet: one width per stage
+        widths = getattr(config, attr, None)
+        if isinstance(widths, (list, tuple)):
+            return int(widths[-1])
     raise ValueError(f"cannot tell the hidden size of {type(config).__name__}")
 
 
@@ -219,9 +257,9 @@ def build_model(cfg: FedTARConfig, tokenizer: ReportTokenizer) -> ReportGenerato
     """A model from the config: tiny random backbones or pretrained ones, then LoRA, then freezing."""
     m = cfg.model
     new_params: list[str] = []
-    if m.encoder == "tiny":
+    if m.encoder in TINY_ENCODERS:
         encoder = encoder_from_config(tiny_encoder_config(cfg.data.image_size, m.image_channels, m.hidden_size,
-                                                          m.layers, m.heads, m.patch_size))
+                                                          m.layers, m.heads, m.patch_size, m.encoder))
     else:
         enc = load_encoder(m.encoder)
         encoder, new_params = enc.module, new_params + [f"encoder.{n}" for n in enc.new_parameters]
@@ -244,8 +282,7 @@ def build_model(cfg: FedTARConfig, tokenizer: ReportTokenizer) -> ReportGenerato
 def finalize_trainable(model: ReportGenerator, cfg: FedTARConfig, new_params: list[str] = ()) -> None:
     """Wrap targeted layers with LoRA and set which tensors train (and so travel)."""
     if cfg.lora.shared or cfg.lora.patient:
-        inject_patient_lora(model.encoder, cfg.lora)
-        inject_patient_lora(model.decoder, cfg.lora)
+        inject_patient_lora(model, cfg.lora)
     if cfg.train.base not in ("frozen", "trainable"):
         raise ValueError(f"train.base must be frozen or trainable, got {cfg.train.base!r}")
     adapter_markers = ("lora_A", "lora_B", "hyper_A", "hyper_B", "patient_proj")
@@ -254,6 +291,25 @@ def finalize_trainable(model: ReportGenerator, cfg: FedTARConfig, new_params: li
         is_adapter = any(marker in name.split(".") for marker in adapter_markers)
         is_new = any(name.replace(".base.", ".").startswith(n) for n in new)
         p.requires_grad_(cfg.train.base == "trainable" or is_adapter or is_new)
+
+
+ARCHITECTURE_KEYS = ("model.encoder", "model.decoder", "model.hidden_size", "model.layers", "model.heads",
+                     "model.patch_size", "model.image_channels", "data.image_size", "data.max_tokens")
+
+
+def adapt_model(base: ReportGenerator, cfg: FedTARConfig) -> ReportGenerator:
+    """Turn a saved base (no adapters) into a model for patient-adaptive fine-tuning under cfg."""
+    if any(isinstance(m, PatientLoRALinear) for m in base.modules()):
+        raise ValueError("adapt_model expects a base without adapters (a `fedtar pretrain` output)")
+    old, new = base.cfg.to_flat(), cfg.to_flat()
+    clash = [k for k in ARCHITECTURE_KEYS if old[k] != new[k]]
+    if clash:
+        raise ValueError("config differs from the base's architecture in " +
+                         ", ".join(f"{k} (base {old[k]!r}, config {new[k]!r})" for k in clash))
+    base.cfg = cfg
+    base.patient_proj = nn.Linear(q_dim(cfg), cfg.lora.hyper_dim) if cfg.lora.patient else None
+    finalize_trainable(base, cfg)
+    return base
 
 
 # -- save / load ------------------------------------------------------------
@@ -267,7 +323,7 @@ def save_model(folder: str | Path, model: ReportGenerator, tokenizer: ReportToke
     tokenizer.save(folder)
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     (folder / TRAINABLE_FILE).write_text(json.dumps(trainable, indent=1))
-    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(folder / MODEL_FILE))
+    save_safetensors(model, str(folder / MODEL_FILE))  # handles tied embeddings
     return folder
 
 
@@ -285,10 +341,8 @@ def load_model(folder: str | Path, overrides: dict | None = None) -> tuple[Repor
     trainable = set(json.loads((folder / TRAINABLE_FILE).read_text()))
     for name, p in model.named_parameters():
         p.requires_grad_(name in trainable)
-    state = load_file(str(folder / MODEL_FILE))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if unexpected:
-        raise ValueError(f"{folder}: weights not in the model: {unexpected[:5]}")
-    if missing and not all(any(s in m for s in ("lora_", "hyper_", "patient_proj")) for m in missing):
-        raise ValueError(f"{folder}: weights missing from the file: {missing[:5]}")
+    missing, unexpected = load_safetensors(model, str(folder / MODEL_FILE), strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{folder}: weights do not match the model: missing {sorted(missing)[:3]}, "
+                         f"unexpected {sorted(unexpected)[:3]}")
     return model, tokenizer

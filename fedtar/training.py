@@ -14,14 +14,19 @@ from dataclasses import dataclass
 
 import torch
 
-from data_adapters.dataset import ExamTensors
+from data_adapters.dataset import Batch, ExamTensors
 from fedtar.config import TrainConfig
-from fedtar.demographics import PatientAssigner
 from fedtar.model import ReportGenerator
 from fedtar.tokenizer import ReportTokenizer
 
 # Called after backward with {name: parameter} of the trainable tensors.
 GradCorrection = Callable[[dict[str, torch.nn.Parameter]], None]
+# The training objective of one batch; the default is the report loss.
+LossFn = Callable[[ReportGenerator, Batch], torch.Tensor]
+
+
+def report_loss(model: ReportGenerator, batch: Batch) -> torch.Tensor:
+    return model(batch, batch.q)
 
 
 @dataclass
@@ -51,7 +56,6 @@ def make_optimizer(model: ReportGenerator, cfg: TrainConfig) -> torch.optim.Opti
 def train_local(
     model: ReportGenerator,
     exams: ExamTensors,
-    assigner: PatientAssigner,
     cfg: TrainConfig,
     batch_size: int,
     optimizer: torch.optim.Optimizer | None = None,
@@ -59,6 +63,7 @@ def train_local(
     generator: torch.Generator | None = None,
     epochs: int | None = None,
     max_steps: int | None = None,
+    loss_fn: LossFn = report_loss,
 ) -> TrainStats:
     """AdamW over the trainable tensors for `epochs` passes (or `max_steps` steps)."""
     device = next(model.parameters()).device
@@ -74,7 +79,7 @@ def train_local(
         for batch in exams.batches(batch_size, shuffle=True, generator=generator):
             batch = batch.to(device)
             with _autocast(device, cfg.bf16):
-                loss = model(batch, assigner(batch.profiles))
+                loss = loss_fn(model, batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if correction is not None:
@@ -92,7 +97,7 @@ def train_local(
 
 
 @torch.no_grad()
-def mean_loss(model: ReportGenerator, exams: ExamTensors, assigner: PatientAssigner, batch_size: int = 64,
+def mean_loss(model: ReportGenerator, exams: ExamTensors, batch_size: int = 64,
               bf16: bool = True) -> float:
     device = next(model.parameters()).device
     model.eval()
@@ -100,15 +105,14 @@ def mean_loss(model: ReportGenerator, exams: ExamTensors, assigner: PatientAssig
     for batch in exams.batches(batch_size):
         batch = batch.to(device)
         with _autocast(device, bf16):
-            loss = model(batch, assigner(batch.profiles))
+            loss = model(batch, batch.q)
         total += float(loss) * batch.images.shape[0]
         n += batch.images.shape[0]
     return total / max(n, 1)
 
 
 @torch.no_grad()
-def generate_reports(model: ReportGenerator, exams: ExamTensors, assigner: PatientAssigner,
-                     tokenizer: ReportTokenizer, num_beams: int = 1, batch_size: int = 64,
+def generate_reports(model: ReportGenerator, exams: ExamTensors, tokenizer: ReportTokenizer, num_beams: int = 1, batch_size: int = 64,
                      bf16: bool = True) -> list[str]:
     """Generated reports in the order of exams.rows()."""
     device = next(model.parameters()).device
@@ -117,6 +121,6 @@ def generate_reports(model: ReportGenerator, exams: ExamTensors, assigner: Patie
     for batch in exams.batches(batch_size):
         batch = batch.to(device)
         with _autocast(device, bf16):
-            ids = model.generate(batch, assigner(batch.profiles), num_beams=num_beams)
+            ids = model.generate(batch, batch.q, num_beams=num_beams)
         out.extend(tokenizer.decode(row) for row in ids)
     return out

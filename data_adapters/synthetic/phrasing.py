@@ -122,3 +122,17 @@ def write_report(
             parts.append(text)
         impression = _capitalize("; ".join(parts)) + "."
     return " ".join(sentences), impression
+
+
+def demographic_statements(text: str) -> tuple[bool, bool]:
+    """(says elderly spine, says female soft tissue) as read from a report."""
+    low = text.lower()
+    return "degenerative" in low, "breast" in low
+
+
+def demographic_accuracy(generated: list[str], references: list[str]) -> float:
+    """Share of reports whose age- and sex-dependent statements match the reference's."""
+    if not references:
+        return float("nan")
+    right = sum(demographic_statements(g) == demographic_statements(r) for g, r in zip(generated, references))
+    return right / len(references)

@@ -1,0 +1,48 @@
+"""One site's data as the method sees it: exams as tensors plus the site-local assigner.
+
+The same loader serves a simulated site, a hospital node and the central
+baseline, so they all see identical tensors for identical manifests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from data_adapters.dataset import ExamTensors, load_exams
+from data_adapters.records import ExamRecord, Manifest, read_manifest
+from fedtar.config import FedTARConfig
+from fedtar.demographics import PatientAssigner
+from fedtar.tokenizer import ReportTokenizer
+
+
+@dataclass
+class SiteData:
+    name: str
+    exams: ExamTensors
+    assigner: PatientAssigner   # q_p from the site's own GMM: never leaves the site
+
+    def split(self, name: str, visit: int | None = None) -> ExamTensors:
+        return self.exams.where(split=name, visit=visit)
+
+    @property
+    def visits(self) -> list[int]:
+        return sorted({r.visit_index for r in self.exams.records})
+
+
+def load_site(source: str | Path | Manifest | list[ExamRecord], tokenizer: ReportTokenizer,
+              cfg: FedTARConfig, name: str | None = None) -> SiteData:
+    """Load a manifest and fit the site's GMM on its training patients' profiles."""
+    manifest = read_manifest(source) if isinstance(source, (str, Path)) else source
+    exams = load_exams(manifest, tokenizer, cfg.data.image_size, cfg.data.max_tokens, cfg.data.section,
+                       cfg.demographics.features)
+    if not len(exams):
+        where = getattr(manifest, "path", "<records>")
+        raise ValueError(f"{where}: no usable exams ({len(exams.skipped)} rows skipped)")
+    train = exams.where(split="train")
+    profiles = train.profiles[train.rows()] if train.num_examples() else exams.profiles
+    assigner = PatientAssigner.fit(profiles, cfg.demographics.gmm, cfg.demographics.gmm_components,
+                                   seed=cfg.train.seed)
+    exams.q = assigner(exams.profiles)
+    site_name = name or (exams.records[0].site_id if exams.records else "site")
+    return SiteData(site_name, exams, assigner)

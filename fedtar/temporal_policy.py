@@ -1,0 +1,151 @@
+"""Temporal residual aggregation and its meta-learned policy (DESIGN.md sections 4-5).
+
+Per visit t the sites' states are averaged (w_bar^t); starting from the
+previous global w^0 the server steps towards each visit's mean in turn:
+
+    w^t = w^{t-1} + alpha_t (w_bar^t - w^{t-1}),   t = 1..T,   new global = w^T
+
+which is the convex combination w^T = c_0 w^0 + sum_t c_t w_bar^t with
+c_t = alpha_t prod_{s>t} (1 - alpha_s) and c_0 = prod_s (1 - alpha_s).
+
+alpha = softmax(u), u_t = g(e(t); psi), with e(t) a learned visit embedding
+plus time features (mean years since the previous visit). The first-order
+meta step treats the w_bar^t as constants: dL/dc_t = <grad L_val(w^T), w_bar^t>,
+so the hypergradient is a handful of inner products pushed through c(alpha(psi)).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+State = Mapping[str, torch.Tensor]
+
+
+@dataclass
+class PolicyConfig:
+    kind: str = "learned"      # learned | uniform (ablation: alpha_t = 1/T)
+    embed_dim: int = 8
+    hidden: int = 16
+    time_features: bool = True
+    max_visits: int = 32
+    meta_lr: float = 1e-4      # the paper's meta learning rate
+
+
+class TemporalPolicy(nn.Module):
+    """alpha = softmax(g(e(t); psi)) over the visits of one round."""
+
+    n_time_features = 1
+
+    def __init__(self, cfg: PolicyConfig):
+        super().__init__()
+        if cfg.kind not in ("learned", "uniform"):
+            raise ValueError(f"policy.kind must be learned or uniform, got {cfg.kind!r}")
+        self.cfg = cfg
+        self.visit_embedding = nn.Embedding(cfg.max_visits + 1, cfg.embed_dim)
+        extra = self.n_time_features if cfg.time_features else 0
+        self.g = nn.Sequential(nn.Linear(cfg.embed_dim + extra, cfg.hidden), nn.Tanh(), nn.Linear(cfg.hidden, 1))
+        nn.init.zeros_(self.g[-1].weight)  # start uniform: no visit is preferred before evidence
+        nn.init.zeros_(self.g[-1].bias)
+
+    def alpha(self, visits: torch.Tensor, time_features: torch.Tensor | None = None) -> torch.Tensor:
+        """(T,) weights for visit indices `visits` (1-based) with (T, F) time features."""
+        if self.cfg.kind == "uniform":
+            return torch.full((len(visits),), 1.0 / len(visits))
+        if int(visits.max()) > self.cfg.max_visits:
+            raise ValueError(f"visit index {int(visits.max())} exceeds policy.max_visits={self.cfg.max_visits}")
+        e = self.visit_embedding(visits)
+        if self.cfg.time_features:
+            tf = time_features if time_features is not None else torch.zeros(len(visits), self.n_time_features)
+            e = torch.cat([e, tf.to(e.dtype)], dim=-1)
+        return torch.softmax(self.g(e).squeeze(-1), dim=0)
+
+
+def residual_coefficients(alpha: torch.Tensor) -> torch.Tensor:
+    """[c_0, c_1, ..., c_T] of the closed form (differentiable in alpha)."""
+    one_minus = 1 - alpha
+    # suffix[t] = prod_{s > t} (1 - alpha_s) for t = 0..T-1 (0-based over visits), and 1 for the last.
+    suffix = torch.flip(torch.cumprod(torch.flip(torch.cat([one_minus[1:], alpha.new_ones(1)]), [0]), 0), [0])
+    c = alpha * suffix
+    c0 = torch.prod(one_minus)
+    return torch.cat([c0.view(1), c])
+
+
+def weighted_mean(states: Sequence[State], weights: Sequence[float]) -> dict[str, torch.Tensor]:
+    """sum_k (n_k / n) state_k, tensor by tensor (float64 accumulation)."""
+    total = float(sum(weights))
+    if total <= 0:
+        raise ValueError("weighted_mean needs a positive total weight")
+    out = {}
+    for name in states[0]:
+        acc = torch.zeros_like(states[0][name], dtype=torch.float64)
+        for s, w in zip(states, weights):
+            acc += s[name].double() * (w / total)
+        out[name] = acc.to(states[0][name].dtype)
+    return out
+
+
+def residual_aggregate(w0: State, visit_means: Sequence[State], alpha: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The recursion w^t = w^{t-1} + alpha_t (w_bar^t - w^{t-1}); returns w^T."""
+    w = {k: v.double() for k, v in w0.items()}
+    for a, wbar in zip(alpha.tolist(), visit_means):
+        w = {k: w[k] + a * (wbar[k].double() - w[k]) for k in w}
+    return {k: v.to(w0[k].dtype) for k, v in w.items()}
+
+
+def inner(a: State, b: State) -> float:
+    return float(sum((a[k].double() * b[k].double()).sum() for k in a))
+
+
+@dataclass
+class MetaInputs:
+    """What the meta step needs from one aggregation: kept one round when the gradient lags."""
+
+    visits: torch.Tensor
+    time_features: torch.Tensor
+    w0: dict[str, torch.Tensor]
+    visit_means: list[dict[str, torch.Tensor]]
+
+
+def hypergradient_surrogate(policy: TemporalPolicy, inputs: MetaInputs, grad: State) -> torch.Tensor:
+    """A scalar whose gradient in psi is the first-order hypergradient dL_val/dpsi.
+
+    sum_t c_t(psi) <g, W_t> with <g, W_t> held constant (W_0 = w^0, W_t = w_bar^t).
+    """
+    scores = torch.tensor([inner(grad, inputs.w0)] + [inner(grad, m) for m in inputs.visit_means],
+                          dtype=torch.float32)
+    c = residual_coefficients(policy.alpha(inputs.visits, inputs.time_features))
+    return (c * scores).sum()
+
+
+class PolicyLearner:
+    """The temporal policy with its AdamW optimizer: server state, checkpointed with the model."""
+
+    def __init__(self, cfg: PolicyConfig, seed: int = 0):
+        torch.manual_seed(seed)
+        self.policy = TemporalPolicy(cfg)
+        self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=cfg.meta_lr, weight_decay=0.0)
+
+    def alpha(self, visits: torch.Tensor, time_features: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.policy.alpha(visits, time_features)
+
+    def meta_step(self, inputs: MetaInputs, grad: State) -> float:
+        """One first-order step of psi; returns the surrogate's value (for logs)."""
+        if self.policy.cfg.kind == "uniform":
+            return float("nan")
+        self.optimizer.zero_grad()
+        surrogate = hypergradient_surrogate(self.policy, inputs, grad)
+        surrogate.backward()
+        self.optimizer.step()
+        return float(surrogate.detach())
+
+    def state_dict(self) -> dict:
+        return {"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.policy.load_state_dict(state["policy"])
+        self.optimizer.load_state_dict(state["optimizer"])

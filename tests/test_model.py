@@ -1,0 +1,169 @@
+"""The report generator: per-sample patient LoRA, what travels, save/load, pretrained folders."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.overrides import TorchFunctionMode
+from transformers import GPT2LMHeadModel, ViTModel
+
+from data_adapters.dataset import load_exams
+from data_adapters.records import read_manifest
+from fedtar.adapters import PatientLoRALinear
+from fedtar.backbones import tiny_decoder_config, tiny_encoder_config
+from fedtar.config import load_config
+from fedtar.demographics import PatientAssigner
+from fedtar.model import build_model, load_model, save_model
+from fedtar.parameters import get_travelling_state, set_travelling_state, size_report, travelling_specs
+from fedtar.tokenizer import ReportTokenizer
+
+TINY = {"model.hidden_size": 32, "model.layers": 1, "model.heads": 2, "data.image_size": 32,
+        "data.max_tokens": 64, "lora.hyper_dim": 8,
+        "demographics.gmm": False}  # q_p = the profile itself: distinct for every patient
+
+
+@pytest.fixture(scope="module")
+def site(small_federation):
+    manifest = read_manifest(small_federation[0])
+    tok = ReportTokenizer.train(r.findings for r in manifest.records)
+    exams = load_exams(manifest, tok, image_size=32, max_tokens=64)
+    exams.q = PatientAssigner.fit(exams.profiles, use_gmm=False)(exams.profiles)
+    return tok, exams
+
+
+def _perturb_adapters(model) -> None:
+    """Non-zero patient factors (their init is zero, which would make any test pass)."""
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.requires_grad:
+                p.add_(0.05 * torch.randn(p.shape, generator=g))
+
+
+def test_batched_patient_lora_equals_per_sample(site):
+    tok, exams = site
+    torch.manual_seed(0)
+    model = build_model(load_config(overrides=TINY), tok).eval()
+    _perturb_adapters(model)
+    batch = next(exams.where(visit=2).batches(6))  # six patients, each with a prior
+    assert len(set(map(tuple, batch.q.tolist()))) == 6, "the batch must mix patients"
+    with torch.no_grad():
+        batched, targets = model.report_logits(batch, batch.q)
+        for i in range(6):
+            alone, t = model.report_logits(_row(batch, i), batch.q[i:i + 1])
+            n = t.shape[1]  # the row's own length; the batch pads to its longest
+            assert torch.equal(targets[i, :n], t[0])
+            torch.testing.assert_close(batched[i, :n], alone[0], atol=1e-4, rtol=1e-4)
+        # ...and row 0 does depend on its own patient: the adapter really is per sample.
+        other, _ = model.report_logits(_row(batch, 0), batch.q[1:2])
+    assert (other[0] - batched[0, :other.shape[1]]).abs().max() > 1e-3
+
+
+def _row(batch, i):
+    from data_adapters.dataset import Batch
+    from dataclasses import fields
+    return Batch(**{f.name: getattr(batch, f.name)[i:i + 1] for f in fields(batch)})
+
+
+class _CountBmm(TorchFunctionMode):
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func is torch.bmm:
+            self.calls += 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_patient_path_has_no_loop_over_samples(site):
+    tok, exams = site
+    model = build_model(load_config(overrides=TINY), tok).eval()
+    counts = []
+    for size in (1, 8):
+        batch = next(exams.batches(size))
+        with torch.no_grad(), _CountBmm() as counter:
+            model(batch, batch.q)
+        counts.append(counter.calls)
+    assert counts[0] == counts[1] > 0
+
+
+def test_travelling_set_excludes_frozen_base(site):
+    tok, _ = site
+    model = build_model(load_config(overrides=TINY), tok)
+    specs = travelling_specs(model)
+    names = [s.name for s in specs]
+    assert names and all(any(k in n for k in ("lora_A", "lora_B", "hyper_A", "hyper_B", "patient_proj"))
+                         for n in names)
+    frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+    assert any(n.endswith("base.weight") for n in frozen) and "decoder.transformer.wte.weight" in frozen
+    report = size_report(model)
+    assert 0 < report["share"] < 1 and report["travelling_bytes"] == sum(s.bytes for s in specs)
+    # Switching the base to trainable makes it travel too.
+    full = build_model(load_config(overrides={**TINY, "train.base": "trainable"}), tok)
+    assert "decoder.transformer.wte.weight" in [s.name for s in travelling_specs(full)]
+    # Ablation: no patient LoRA, no hypernetwork tensors.
+    shared_only = build_model(load_config(overrides={**TINY, "lora.patient": False}), tok)
+    assert not any("hyper_" in s.name or "patient_proj" in s.name for s in travelling_specs(shared_only))
+
+
+def test_travelling_state_round_trip_and_mismatch(site):
+    tok, _ = site
+    a = build_model(load_config(overrides=TINY), tok)
+    b = build_model(load_config(overrides=TINY), tok)
+    _perturb_adapters(a)
+    set_travelling_state(b, get_travelling_state(a))
+    for (n, x), y in zip(get_travelling_state(a).items(), get_travelling_state(b).values()):
+        assert torch.equal(x, y), n
+    bad = get_travelling_state(a)
+    name = next(iter(bad))
+    bad[name] = torch.zeros(3)
+    with pytest.raises(ValueError, match="shape"):
+        set_travelling_state(b, bad)
+
+
+def test_saved_model_loads_and_generates_the_same(site, tmp_path):
+    tok, exams = site
+    torch.manual_seed(0)
+    model = build_model(load_config(overrides={**TINY, "model.prior": "both"}), tok).eval()
+    _perturb_adapters(model)
+    batch = next(exams.where(visit=2).batches(4))
+    before = model.generate(batch, batch.q, max_new_tokens=12, num_beams=2)
+    save_model(tmp_path / "m", model, tok)
+    loaded, tok2 = load_model(tmp_path / "m")
+    after = loaded.eval().generate(batch, batch.q, max_new_tokens=12, num_beams=2)
+    assert before == after and tok2.vocab_size == tok.vocab_size
+    assert [s.name for s in travelling_specs(loaded)] == [s.name for s in travelling_specs(model)]
+
+
+def test_greedy_equals_beam_of_one_and_beams_score_at_least_as_well(site):
+    tok, exams = site
+    torch.manual_seed(0)
+    model = build_model(load_config(overrides=TINY), tok).eval()
+    batch = next(exams.batches(3))
+    greedy = model.generate(batch, batch.q, max_new_tokens=10, num_beams=1)
+    assert len(greedy) == 3 and all(len(g) <= 10 for g in greedy)
+    beams = model.generate(batch, batch.q, max_new_tokens=10, num_beams=3)
+    assert len(beams) == 3
+
+
+def test_pretrained_encoder_and_decoder_from_local_folders(site, tmp_path):
+    tok, exams = site
+    torch.manual_seed(0)
+    enc = ViTModel(tiny_encoder_config(32, 1, 32, 1, 2, 8), add_pooling_layer=False)
+    dec_cfg = tiny_decoder_config(tok.vocab_size, 32, 1, 2, 140, tok.bos_id, tok.eos_id, tok.pad_id)
+    dec_cfg.add_cross_attention = False  # like DistilGPT2: no cross-attention in the checkpoint
+    dec = GPT2LMHeadModel(dec_cfg)
+    enc.save_pretrained(tmp_path / "enc")
+    dec.save_pretrained(tmp_path / "dec")
+    cfg = load_config(overrides={**TINY, "model.encoder": str(tmp_path / "enc"),
+                                 "model.decoder": str(tmp_path / "dec")})
+    model = build_model(cfg, tok)
+    torch.testing.assert_close(model.decoder.transformer.wte.weight, dec.transformer.wte.weight)
+    torch.testing.assert_close(model.encoder.embeddings.patch_embeddings.projection.weight,
+                               enc.embeddings.patch_embeddings.projection.weight)
+    trainable = {s.name for s in travelling_specs(model)}
+    assert any("crossattention" in n and "base" in n for n in trainable), "new cross-attention must train"
+    assert "decoder.transformer.wte.weight" not in trainable
+    batch = next(exams.batches(2))
+    assert torch.isfinite(model(batch, batch.q))
