@@ -21,6 +21,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from fedtar.adapters import PatientLoRAConfig
+from fedtar.temporal_policy import PolicyConfig
 
 
 @dataclass
@@ -68,12 +69,44 @@ class TrainConfig:
 
 
 @dataclass
+class ClientConfig:
+    visit_start: str = "global"      # global | chained: where visit t's training starts
+    local_epochs: int = 2            # passes over each visit's exams (FedTAR) / over all exams (baselines)
+    eval_beams: int = 1              # 1: greedy decoding at evaluation
+
+
+@dataclass
+class MetaConfig:
+    validation: str = "server"       # server | federated (sites send grad of their validation loss)
+
+
+@dataclass
+class FederationConfig:
+    strategy: str = "fedtar"         # fedtar | fedavg | fedprox | fedadam | fedyogi | scaffold | local
+    rounds: int = 3
+    min_sites: int = 2               # a round needs at least this many valid replies
+    round_timeout: float = 600.0     # seconds to wait for replies in one round
+    round_retries: int = 1           # a round with too few valid replies is retried this often
+    node_wait: float = 120.0         # seconds to wait for min_sites nodes to connect
+    prox_mu: float = 0.01            # FedProx proximal weight
+    server_lr: float = 0.01          # FedAdam / FedYogi server learning rate
+    beta1: float = 0.9
+    beta2: float = 0.99
+    tau: float = 1e-3                # FedAdam / FedYogi adaptivity
+    norm_bound: float = 10.0         # reject updates whose norm exceeds this x the round's median
+
+
+@dataclass
 class FedTARConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     lora: PatientLoRAConfig = field(default_factory=PatientLoRAConfig)
     demographics: DemographicsConfig = field(default_factory=DemographicsConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    client: ClientConfig = field(default_factory=ClientConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    meta: MetaConfig = field(default_factory=MetaConfig)
+    federation: FederationConfig = field(default_factory=FederationConfig)
 
     def to_flat(self) -> dict[str, Any]:
         """Dotted keys to plain values (lists for tuples), e.g. for checkpoints."""

@@ -124,3 +124,19 @@ def generate_reports(model: ReportGenerator, exams: ExamTensors, tokenizer: Repo
             ids = model.generate(batch, batch.q, num_beams=num_beams)
         out.extend(tokenizer.decode(row) for row in ids)
     return out
+
+
+def validation_gradient(model: ReportGenerator, exams: ExamTensors, batch_size: int) -> tuple[dict[str, torch.Tensor], int]:
+    """grad of the mean validation loss w.r.t. the trainable tensors (first-order meta step)."""
+    device = next(model.parameters()).device
+    n = exams.num_examples()
+    params = {k: p for k, p in model.named_parameters() if p.requires_grad}
+    model.zero_grad(set_to_none=True)
+    model.eval()
+    for batch in exams.batches(batch_size):
+        batch = batch.to(device)
+        (model(batch, batch.q) * (batch.images.shape[0] / max(n, 1))).backward()
+    grad = {k: (p.grad.detach().cpu().clone() if p.grad is not None else torch.zeros_like(p, device="cpu"))
+            for k, p in params.items()}
+    model.zero_grad(set_to_none=True)
+    return grad, n

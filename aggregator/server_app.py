@@ -1,0 +1,58 @@
+"""The FedTAR Flower ServerApp.
+
+`flwr run .` reads `[tool.flwr.app.config]` from pyproject.toml into
+context.run_config: dotted keys are FedTAR config keys (``federation.rounds``,
+``train.lr``...), and ``base-dir``, ``out-dir``, ``data-root`` (simulation),
+``resume`` are the run's paths. `fedtar simulate` builds the same app with
+its values bound (make_server_app).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flwr.app import Context
+from flwr.serverapp import Grid, ServerApp
+
+from aggregator.server_loop import FederationResult, RunPaths, run_federation
+from fedtar.config import FedTARConfig, load_config
+
+PATH_KEYS = ("base-dir", "out-dir", "data-root", "data-sites", "resume", "config")
+
+
+def settings(values: Mapping[str, Any]) -> tuple[FedTARConfig, RunPaths]:
+    if "base-dir" not in values:
+        raise ValueError("run config needs base-dir (a `fedtar pretrain` output or a saved base model)")
+    cfg = load_config(values.get("config") or None,
+                      {k: v for k, v in values.items() if k not in PATH_KEYS})
+    resume = values.get("resume", False)
+    paths = RunPaths(base_dir=str(values["base-dir"]), out_dir=str(values.get("out-dir", "runs/federation")),
+                     data_root=str(values["data-root"]) if values.get("data-root") else None,
+                     data_sites=str(values.get("data-sites", "")),
+                     resume=resume if isinstance(resume, bool) else str(resume).lower() in ("1", "true", "yes"))
+    return cfg, paths
+
+
+def run_from_values(grid: Grid, values: Mapping[str, Any]) -> FederationResult:
+    cfg, paths = settings(values)
+    return run_federation(grid, cfg, paths)
+
+
+def make_server_app(values: Mapping[str, Any]) -> ServerApp:
+    """A ServerApp whose run config is `values` over whatever the engine passes."""
+    server = ServerApp()
+
+    @server.main()
+    def _main(grid: Grid, context: Context) -> None:
+        run_from_values(grid, {**dict(context.run_config), **dict(values)})
+
+    return server
+
+
+app = ServerApp()
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    run_from_values(grid, dict(context.run_config))

@@ -1,0 +1,171 @@
+"""The server's run: rounds with deadlines and retries, checkpoints, final evaluation.
+
+Every wait has an end: connecting nodes (`federation.node_wait`), each
+round's replies (`federation.round_timeout`), and a round with fewer than
+`federation.min_sites` valid replies is retried `federation.round_retries`
+times before the run stops with a clear message (the last checkpoint stays).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from flwr.app import ArrayRecord, ConfigRecord
+from flwr.serverapp import Grid
+
+from aggregator.checkpoint import load_checkpoint, save_checkpoint
+from aggregator.strategies import STRATEGIES, FederatedStrategy, Scaffold, to_state
+from data_adapters.dataset import concat_exams
+from data_adapters.synthetic import federation_manifests
+from fedtar.config import FedTARConfig
+from fedtar.model import adapt_model, load_model
+from fedtar.parameters import get_travelling_state, set_travelling_state, travelling_specs
+from fedtar.site import load_site
+from fedtar.training import validation_gradient
+
+log = logging.getLogger("fedtar.server")
+RESULTS_FILE, FINAL_STATE_FILE = "results.json", "final_state.pt"
+
+
+@dataclass
+class RunPaths:
+    base_dir: str
+    out_dir: str
+    data_root: str | None = None   # simulation: the synthetic/prepared federation folder
+    data_sites: str = ""           # simulation: comma-separated site indices the nodes map to
+    resume: bool = False
+
+
+@dataclass
+class FederationResult:
+    status: str                                  # completed | stopped
+    rounds_done: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+    site_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    global_state: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+
+
+class ServerValidation:
+    """meta.validation = server: a validation set the server holds (simulation: the sites' validate splits)."""
+
+    def __init__(self, cfg: FedTARConfig, base_dir: str, data_root: str):
+        base, tokenizer = load_model(base_dir)
+        torch.manual_seed(cfg.train.seed)
+        self.model = adapt_model(base, cfg)
+        sites = [load_site(m, tokenizer, cfg) for m in federation_manifests(data_root)]
+        self.exams = concat_exams([s.split("validate") for s in sites])
+        self.batch_size = cfg.data.batch_size
+
+    def __call__(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        set_travelling_state(self.model, state)
+        return validation_gradient(self.model, self.exams, self.batch_size)[0]
+
+
+def make_strategy(cfg: FedTARConfig, specs, paths: RunPaths, num_sites: int) -> FederatedStrategy:
+    name = cfg.federation.strategy
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown strategy {name!r}; choose from {', '.join(STRATEGIES)}")
+    run_values = {"base-dir": paths.base_dir, "data-root": paths.data_root or "", "data-sites": paths.data_sites}
+    if name == "fedtar":
+        validation = None
+        if cfg.meta.validation == "server" and cfg.policy.kind == "learned":
+            if not paths.data_root:
+                raise ValueError("meta.validation = server needs a server-held validation set (data root); "
+                                 "in a deployment use meta.validation = federated")
+            validation = ServerValidation(cfg, paths.base_dir, paths.data_root)
+        return STRATEGIES[name](cfg, specs, run_values, validation_grad=validation)
+    if name == "scaffold":
+        return Scaffold(cfg, specs, run_values, num_sites=num_sites)
+    return STRATEGIES[name](cfg, specs, run_values)
+
+
+def wait_for_nodes(grid: Grid, needed: int, deadline_s: float) -> list[int]:
+    end = time.monotonic() + deadline_s
+    while True:
+        nodes = list(grid.get_node_ids())
+        if len(nodes) >= needed or time.monotonic() >= end:
+            return nodes
+        time.sleep(1.0)
+
+
+def run_federation(grid: Grid, cfg: FedTARConfig, paths: RunPaths) -> FederationResult:
+    fed = cfg.federation
+    out = Path(paths.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    base, _ = load_model(paths.base_dir)
+    torch.manual_seed(cfg.train.seed)
+    model = adapt_model(base, cfg)
+    specs = travelling_specs(model)
+    state = get_travelling_state(model)
+    nodes = wait_for_nodes(grid, fed.min_sites, fed.node_wait)
+    if len(nodes) < fed.min_sites:
+        msg = f"only {len(nodes)} of the {fed.min_sites} sites needed connected within {fed.node_wait:.0f}s"
+        log.error("run stopped before round 1: %s", msg)
+        return _finish(out, FederationResult("stopped", 0), msg)
+    strategy = make_strategy(cfg, specs, paths, len(nodes))
+    strategy.summary()
+    history: list[dict[str, Any]] = []
+    first_round = 1
+    if paths.resume and (ckpt := load_checkpoint(out / "checkpoints")) is not None:
+        state, history, first_round = ckpt["global"], ckpt["history"], ckpt["round"] + 1
+        strategy.load_state_dict(ckpt["strategy"])
+        torch.set_rng_state(ckpt["rng"])
+        log.info("resuming after round %d from %s", ckpt["round"], out / "checkpoints")
+    for server_round in range(first_round, fed.rounds + 1):
+        new_state, entry = None, {}
+        for attempt in range(fed.round_retries + 1):
+            started = time.monotonic()
+            replies = grid.send_and_receive(strategy.configure_train(server_round, ArrayRecord(state),
+                                                                     ConfigRecord(), grid),
+                                            timeout=fed.round_timeout)
+            replies = list(replies)
+            arrays, metrics = strategy.aggregate_train(server_round, replies)
+            entry = {
+                "round": server_round, "attempt": attempt + 1, "answered": len(replies),
+                "valid": len(strategy.report.accepted),
+                "rejected": {str(r.node_id): r.reason for r in strategy.report.rejected},
+                "train_loss": float(dict(metrics or {}).get("train-loss", float("nan"))),
+                "bytes_received": strategy.bytes_received, "seconds": round(time.monotonic() - started, 2),
+                **strategy.info,
+            }
+            log.info("round %d: %d sites answered, %d valid, train loss %.4f, alpha %s, %.2f MiB received, %.1fs",
+                     server_round, entry["answered"], entry["valid"], entry["train_loss"],
+                     entry.get("alpha", "-"), entry["bytes_received"] / 2**20, entry["seconds"])
+            if arrays is not None:
+                new_state = to_state(arrays)
+                break
+            log.warning("round %d attempt %d: %d valid replies < min_sites=%d%s", server_round, attempt + 1,
+                        entry["valid"], fed.min_sites, ", retrying" if attempt < fed.round_retries else "")
+        history.append(entry)
+        if new_state is None:
+            msg = (f"round {server_round} had fewer than min_sites={fed.min_sites} valid replies after "
+                   f"{fed.round_retries + 1} attempt(s); last checkpoint is round {server_round - 1}")
+            log.error("run stopped: %s", msg)
+            return _finish(out, FederationResult("stopped", server_round - 1, history, global_state=state), msg)
+        state = new_state
+        save_checkpoint(out / "checkpoints", server_round, state, strategy.state_dict(), cfg.to_flat(), history)
+    result = FederationResult("completed", fed.rounds, history, global_state=state)
+    metrics = strategy.aggregate_evaluate(fed.rounds, grid.send_and_receive(
+        strategy.configure_evaluate(fed.rounds, ArrayRecord(state), ConfigRecord({"split": "test"}), grid),
+        timeout=fed.round_timeout))
+    result.metrics = dict(metrics or {})
+    result.site_metrics = {str(k): v for k, v in strategy.site_metrics.items()}
+    log.info("final evaluation over %d sites: %s", len(result.site_metrics),
+             {k: round(v, 4) for k, v in result.metrics.items() if "visit" not in k})
+    return _finish(out, result, "")
+
+
+def _finish(out: Path, result: FederationResult, message: str) -> FederationResult:
+    payload = {"status": result.status, "message": message, "rounds_done": result.rounds_done,
+               "history": result.history, "metrics": result.metrics, "site_metrics": result.site_metrics}
+    (out / RESULTS_FILE).write_text(json.dumps(payload, indent=2, default=float))
+    if result.global_state:
+        torch.save(result.global_state, out / FINAL_STATE_FILE)
+    return result

@@ -1,0 +1,336 @@
+"""Server strategies: FedTAR and the baselines, as Flower Strategy subclasses.
+
+All share one plumbing (FederatedStrategy): the same messages, the same reply
+guards, the same evaluation aggregation. They differ only in `aggregate`.
+
+Flower's own FedAvg/FedAdam/FedYogi insist on exactly one ArrayRecord per
+reply and know nothing of our guards, so the baselines are re-stated here in
+a few lines each over the same flat tensor dicts (the formulas are Flower's
+and the papers'); FedTAR's per-visit replies need its own aggregation anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
+
+from aggregator.guards import GuardReport, Rejection, check_state, norm_outliers, update_norm
+from fedtar.config import FedTARConfig
+from fedtar.parameters import TensorSpec
+from fedtar.temporal_policy import MetaInputs, PolicyLearner, residual_aggregate, weighted_mean
+
+log = logging.getLogger(__name__)
+State = dict[str, torch.Tensor]
+ValidationGrad = Callable[[State], State]
+
+
+def to_state(record: ArrayRecord) -> State:
+    return dict(record.to_torch_state_dict())
+
+
+class FederatedStrategy(Strategy):
+    """Messages, guards and evaluation shared by every strategy."""
+
+    name = "base"
+    control_records: tuple[str, ...] = ()
+
+    def __init__(self, cfg: FedTARConfig, specs: list[TensorSpec], run_values: dict[str, Any]):
+        self.cfg, self.specs = cfg, specs
+        flat = {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.to_flat().items()}
+        self.config_values = {**flat, **run_values, "strategy": self.name}
+        self.global_state: State = {}
+        self.report = GuardReport()
+        self.bytes_received = 0
+        self.info: dict[str, Any] = {}
+        self.site_metrics: dict[int, dict[str, float]] = {}
+
+    # -- messages -------------------------------------------------------
+    def _messages(self, server_round: int, arrays: ArrayRecord, grid: Grid, kind: str,
+                  extra_config: dict | None = None) -> list[Message]:
+        config = ConfigRecord({**self.config_values, "server-round": server_round, **(extra_config or {})})
+        out = []
+        for node_id in grid.get_node_ids():
+            content = RecordDict({"global": arrays, "config": config, **self.extra_records()})
+            out.append(Message(content=content, dst_node_id=node_id, message_type=kind))
+        return out
+
+    def extra_records(self) -> dict[str, ArrayRecord]:
+        return {}
+
+    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                        grid: Grid) -> Iterable[Message]:
+        self.global_state = to_state(arrays)
+        return self._messages(server_round, arrays, grid, MessageType.TRAIN)
+
+    def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                           grid: Grid) -> Iterable[Message]:
+        return self._messages(server_round, arrays, grid, MessageType.EVALUATE, dict(config))
+
+    # -- replies --------------------------------------------------------
+    def parse(self, content: RecordDict) -> dict[str, State]:
+        """The states a reply carries, by record name (overridden per strategy)."""
+        return {"arrays": to_state(content["arrays"])}
+
+    def aggregate_train(self, server_round: int, replies: Iterable[Message]
+                        ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        self.report, accepted = GuardReport(), {}
+        replies = list(replies)
+        self.bytes_received = 0
+        for reply in replies:
+            node = reply.metadata.src_node_id
+            if reply.has_error():
+                self.report.rejected.append(Rejection(node, f"error reply: {reply.error.reason}"))
+                continue
+            try:
+                content = reply.content
+                self.bytes_received += sum(r.count_bytes() for r in content.array_records.values())
+                states = self.parse(content)
+                metrics = dict(content["metrics"])
+            except (KeyError, TypeError, ValueError) as e:
+                self.report.rejected.append(Rejection(node, f"malformed reply: {type(e).__name__}: {e}"))
+                continue
+            reason = next((f"{name}: {r}" for name, s in states.items() if (r := check_state(s, self.specs))), None)
+            if reason:
+                self.report.rejected.append(Rejection(node, reason))
+                continue
+            accepted[node] = (states, metrics)
+        # Update norms compare model states with the global (control variates are not models).
+        norms = {n: max((update_norm(s, self.global_state) for name, s in st.items()
+                         if name not in self.control_records), default=0.0)
+                 for n, (st, _) in accepted.items()}
+        for node, reason in norm_outliers(norms, self.cfg.federation.norm_bound).items():
+            self.report.rejected.append(Rejection(node, reason))
+            accepted.pop(node)
+        self.report.accepted = sorted(accepted)
+        for r in self.report.rejected:
+            log.warning("round %d: site %s left out: %s", server_round, r.node_id, r.reason)
+        if len(accepted) < self.cfg.federation.min_sites:
+            return None, MetricRecord({"valid-replies": len(accepted)})
+        new_state = self.aggregate(server_round, accepted)
+        self.global_state = new_state
+        n = sum(m.get("num-examples", 0.0) for _, m in accepted.values())
+        loss = sum(m.get("train-loss", 0.0) * m.get("num-examples", 0.0) for _, m in accepted.values()) / max(n, 1)
+        return ArrayRecord(new_state), MetricRecord({"train-loss": loss, "num-examples": n,
+                                                     "valid-replies": len(accepted)})
+
+    def aggregate(self, server_round: int, accepted: dict[int, tuple[dict[str, State], dict]]) -> State:
+        raise NotImplementedError
+
+    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
+        """Example-weighted means of the sites' metrics (NaN where a site has none)."""
+        self.site_metrics = {}
+        for reply in replies:
+            if reply.has_error():
+                log.warning("evaluation: site %s failed: %s", reply.metadata.src_node_id, reply.error.reason)
+                continue
+            self.site_metrics[reply.metadata.src_node_id] = dict(reply.content["metrics"])
+        if not self.site_metrics:
+            return None
+        return MetricRecord(mean_metrics(list(self.site_metrics.values())))
+
+    def summary(self) -> None:
+        log.info("strategy %s, min_sites=%d, round timeout %.0fs", self.name, self.cfg.federation.min_sites,
+                 self.cfg.federation.round_timeout)
+
+    # -- server state ---------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+def mean_metrics(per_site: list[dict[str, float]]) -> dict[str, float]:
+    """Weighted by each site's example count; per-visit keys by that visit's count; NaN skipped."""
+    keys = sorted({k for m in per_site for k in m})
+    out = {}
+    for key in keys:
+        if key.startswith("n-visit-") or key in ("num-examples", "cmp_n"):
+            out[key] = float(sum(m.get(key, 0.0) for m in per_site))
+            continue
+        weight_key = f"n-visit-{key.rsplit('-visit-', 1)[1]}" if "-visit-" in key else "num-examples"
+        if key == "cmp_acc":
+            weight_key = "cmp_n"
+        pairs = [(m[key], m.get(weight_key, 1.0)) for m in per_site if key in m and not math.isnan(m[key])]
+        total = sum(w for _, w in pairs)
+        out[key] = sum(v * w for v, w in pairs) / total if total > 0 else float("nan")
+    return out
+
+
+def _n(metrics: dict) -> float:
+    return float(metrics.get("num-examples", 1.0))
+
+
+class FedAvg(FederatedStrategy):
+    """McMahan et al. 2017: sample-weighted mean of the sites' states (all visits pooled)."""
+
+    name = "fedavg"
+
+    def aggregate(self, server_round, accepted):
+        return weighted_mean([s["arrays"] for s, _ in accepted.values()], [_n(m) for _, m in accepted.values()])
+
+
+class FedProx(FedAvg):
+    """Li et al. 2020: FedAvg with a proximal term mu/2 ||w - w_g||^2 in the sites' loss."""
+
+    name = "fedprox"
+
+
+class LocalOnly(FederatedStrategy):
+    """Each site trains alone; nothing is aggregated (sites keep their model in context.state)."""
+
+    name = "local"
+
+    def parse(self, content):
+        return {}
+
+    def aggregate(self, server_round, accepted):
+        return self.global_state
+
+
+class FedOpt(FederatedStrategy):
+    """Reddi et al. 2021: a server optimizer on the pseudo-gradient mean(w_k) - w_g."""
+
+    name = "fedadam"
+    yogi = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.m: State = {}
+        self.v: State = {}
+
+    def aggregate(self, server_round, accepted):
+        f = self.cfg.federation
+        mean = weighted_mean([s["arrays"] for s, _ in accepted.values()], [_n(m) for _, m in accepted.values()])
+        out = {}
+        for k, w in self.global_state.items():
+            delta = mean[k] - w
+            m = f.beta1 * self.m.get(k, torch.zeros_like(w)) + (1 - f.beta1) * delta
+            v_prev = self.v.get(k, torch.full_like(w, f.tau**2))
+            if self.yogi:
+                v = v_prev - (1 - f.beta2) * delta**2 * torch.sign(v_prev - delta**2)
+            else:
+                v = f.beta2 * v_prev + (1 - f.beta2) * delta**2
+            self.m[k], self.v[k] = m, v
+            out[k] = w + f.server_lr * m / (v.sqrt() + f.tau)
+        return out
+
+    def state_dict(self):
+        return {"m": self.m, "v": self.v}
+
+    def load_state_dict(self, state):
+        self.m, self.v = dict(state["m"]), dict(state["v"])
+
+
+class FedYogi(FedOpt):
+    name = "fedyogi"
+    yogi = True
+
+
+class Scaffold(FedAvg):
+    """Karimireddy et al. 2020 (option II control variates, global step size 1)."""
+
+    name = "scaffold"
+    control_records = ("scaffold-dc",)
+
+    def __init__(self, *args, num_sites: int = 0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.c: State = {s.name: torch.zeros(s.shape, dtype=s.dtype) for s in self.specs}
+        self.num_sites = num_sites
+
+    def extra_records(self):
+        return {"scaffold-c": ArrayRecord(self.c)}
+
+    def parse(self, content):
+        return {"arrays": to_state(content["arrays"]), "scaffold-dc": to_state(content["scaffold-dc"])}
+
+    def aggregate(self, server_round, accepted):
+        new = super().aggregate(server_round, accepted)
+        deltas = [s["scaffold-dc"] for s, _ in accepted.values()]
+        share = len(deltas) / max(self.num_sites, len(deltas))
+        mean_dc = weighted_mean(deltas, [1.0] * len(deltas))
+        self.c = {k: self.c[k] + share * mean_dc[k] for k in self.c}
+        return new
+
+    def state_dict(self):
+        return {"c": self.c}
+
+    def load_state_dict(self, state):
+        self.c = dict(state["c"])
+
+
+class FedTAR(FederatedStrategy):
+    """Per-visit means, temporal residual recursion, first-order meta-learned alpha."""
+
+    name = "fedtar"
+
+    def __init__(self, *args, validation_grad: ValidationGrad | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.learner = PolicyLearner(self.cfg.policy, seed=self.cfg.train.seed)
+        self.validation_grad = validation_grad
+        self.pending: MetaInputs | None = None  # last round's aggregation, awaiting federated gradients
+        self._federated_grads: tuple[list[State], list[float]] = ([], [])
+        if self.cfg.meta.validation not in ("server", "federated"):
+            raise ValueError(f"meta.validation must be server or federated, got {self.cfg.meta.validation!r}")
+
+    def parse(self, content):
+        return {name: to_state(rec) for name, rec in content.array_records.items() if name.startswith("visit-")}
+
+    def aggregate(self, server_round, accepted):
+        # Federated meta step first: the gradients in these replies are at the previous round's w^T.
+        if self.cfg.meta.validation == "federated" and self.pending is not None:
+            grads, weights = self._federated_grads
+            if grads:
+                self.info["meta"] = self.learner.meta_step(self.pending, weighted_mean(grads, weights))
+        visits = sorted({int(name.split("-")[1]) for states, _ in accepted.values() for name in states})
+        means, counts, years = [], [], []
+        for t in visits:
+            holders = [(s[f"visit-{t}"], m) for s, m in accepted.values() if f"visit-{t}" in s]
+            weights = [float(m.get(f"n-visit-{t}", 1.0)) for _, m in holders]
+            means.append(weighted_mean([s for s, _ in holders], weights))
+            counts.append(sum(weights))
+            years.append(sum(float(m.get(f"years-visit-{t}", 0.0)) * w for (_, m), w in zip(holders, weights))
+                         / max(sum(weights), 1e-9))
+        visits_t = torch.tensor(visits)
+        time_features = torch.tensor(years, dtype=torch.float32)[:, None]
+        alpha = self.learner.alpha(visits_t, time_features)
+        new = residual_aggregate(self.global_state, means, alpha)
+        inputs = MetaInputs(visits_t, time_features, dict(self.global_state), means)
+        self.info = {"alpha": [round(float(a), 4) for a in alpha], "visits": visits}
+        if self.cfg.meta.validation == "server" and self.validation_grad is not None:
+            self.info["meta"] = self.learner.meta_step(inputs, self.validation_grad(new))
+        self.pending = inputs
+        return new
+
+    def aggregate_train(self, server_round, replies):
+        replies = list(replies)
+        # Collect the fused validation gradients before the shared plumbing parses the replies.
+        grads, weights = [], []
+        for reply in replies:
+            if reply.has_error() or "val-grad" not in reply.content.array_records:
+                continue
+            g = to_state(reply.content["val-grad"])
+            if check_state(g, self.specs) is None:
+                grads.append(g)
+                weights.append(float(dict(reply.content["metrics"]).get("val-examples", 1.0)))
+        self._federated_grads = (grads, weights)
+        return super().aggregate_train(server_round, replies)
+
+    def state_dict(self):
+        return {"policy": self.learner.state_dict(), "pending": self.pending}
+
+    def load_state_dict(self, state):
+        self.learner.load_state_dict(state["policy"])
+        self.pending = state["pending"]
+
+
+STRATEGIES: dict[str, type[FederatedStrategy]] = {
+    cls.name: cls for cls in (FedTAR, FedAvg, FedProx, FedOpt, FedYogi, Scaffold, LocalOnly)
+}

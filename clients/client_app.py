@@ -1,0 +1,125 @@
+"""The FedTAR Flower ClientApp: one app for a simulated site and a hospital node.
+
+Messages in (from the server): "global" (ArrayRecord of the travelling
+tensors) and "config" (ConfigRecord: the run's flat config, the strategy and
+paths), plus strategy extras ("scaffold-c").
+
+Messages out, train: FedTAR sends one ArrayRecord per visit ("visit-<t>")
+and a MetricRecord with per-visit counts, losses and mean gaps; baselines
+send "arrays" and "metrics". With meta.validation = federated the reply also
+carries "val-grad" (the gradient of the site's validation loss at the global
+it received: fused into the train message, so the meta step lags one round
+but costs no extra round trip). Evaluate replies carry a MetricRecord only.
+Nothing else leaves the site: no text, ids, demographics or GMM statistics.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from clients.site_runtime import (
+    SiteRuntime,
+    evaluate_site,
+    resolve_manifest,
+    site_runtime,
+    train_per_visit,
+    train_pooled,
+    site_validation_gradient,
+)
+
+log = logging.getLogger(__name__)
+LOCAL_STATE_KEY, SCAFFOLD_KEY = "local-model", "scaffold-ci"
+RUN_KEYS = ("strategy", "base-dir", "data-root", "data-sites", "server-round", "split")  # non-config keys in the config record
+
+app = ClientApp()
+
+
+def _runtime(msg: Message, context: Context) -> tuple[SiteRuntime, ConfigRecord]:
+    config = msg.content["config"]
+    cfg_flat = {k: (tuple(v) if isinstance(v, list) else v) for k, v in config.items() if k not in RUN_KEYS}
+    node = dict(context.node_config)
+    manifest = resolve_manifest(node, config.get("data-root"), config.get("data-sites", ""))
+    base_dir = node.get("base-dir", config.get("base-dir"))
+    index = int(node.get("partition-id", 0))
+    return site_runtime(cfg_flat, base_dir, manifest, index), config
+
+
+def _state(record: ArrayRecord) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in record.to_torch_state_dict().items()}
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    rt, config = _runtime(msg, context)
+    strategy, server_round = str(config["strategy"]), int(config["server-round"])
+    global_state = _state(msg.content["global"])
+    content = RecordDict()
+    metrics: dict[str, float] = {}
+    if rt.cfg.meta.validation == "federated" and strategy == "fedtar":
+        grad, n_val = site_validation_gradient(rt, global_state)
+        content["val-grad"] = ArrayRecord(grad)
+        metrics["val-examples"] = float(n_val)
+    if strategy == "fedtar":
+        updates = train_per_visit(rt, global_state, server_round)
+        for u in updates:
+            content[f"visit-{u.visit}"] = ArrayRecord(u.state)
+            metrics[f"n-visit-{u.visit}"] = float(u.examples)
+            metrics[f"loss-visit-{u.visit}"] = u.loss
+            metrics[f"years-visit-{u.visit}"] = u.mean_years_since_prior
+        metrics["num-examples"] = float(sum(u.examples for u in updates))
+        metrics["train-loss"] = sum(u.loss * u.examples for u in updates) / max(metrics["num-examples"], 1)
+    else:
+        start, correction, ci = global_state, None, None
+        if strategy == "local" and LOCAL_STATE_KEY in context.state:
+            start = _state(context.state[LOCAL_STATE_KEY])  # the site's own model, never sent
+        if strategy == "fedprox":
+            correction = _prox(global_state, rt.cfg.federation.prox_mu)
+        if strategy == "scaffold":
+            c = _state(msg.content["scaffold-c"])
+            ci = _state(context.state[SCAFFOLD_KEY]) if SCAFFOLD_KEY in context.state else \
+                {k: torch.zeros_like(v) for k, v in c.items()}
+            correction = _scaffold(c, ci)
+        state, n, loss, steps = train_pooled(rt, start, server_round, correction)
+        if strategy == "local":
+            context.state[LOCAL_STATE_KEY] = ArrayRecord(state)
+        else:
+            content["arrays"] = ArrayRecord(state)
+        if strategy == "scaffold":
+            # Option II of SCAFFOLD: c_i+ = c_i - c + (x - y) / (K lr).
+            scale = 1.0 / (max(steps, 1) * rt.cfg.train.lr)
+            new_ci = {k: ci[k] - c[k] + (global_state[k] - state[k]) * scale for k in c}
+            content["scaffold-dc"] = ArrayRecord({k: new_ci[k] - ci[k] for k in c})
+            context.state[SCAFFOLD_KEY] = ArrayRecord(new_ci)
+        metrics.update({"num-examples": float(n), "train-loss": loss})
+    content["metrics"] = MetricRecord(metrics)
+    return Message(content=content, reply_to=msg)
+
+
+@app.evaluate()
+def evaluate(msg: Message, context: Context) -> Message:
+    rt, config = _runtime(msg, context)
+    state = _state(msg.content["global"])
+    if str(config["strategy"]) == "local" and LOCAL_STATE_KEY in context.state:
+        state = _state(context.state[LOCAL_STATE_KEY])
+    metrics = evaluate_site(rt, state, split=str(config.get("split", "test")))
+    return Message(content=RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)
+
+
+def _prox(reference: dict[str, torch.Tensor], mu: float):
+    def correct(params: dict[str, torch.nn.Parameter]) -> None:
+        for name, p in params.items():
+            if p.grad is not None:
+                p.grad.add_(p.detach() - reference[name].to(p.device), alpha=mu)
+    return correct
+
+
+def _scaffold(c: dict[str, torch.Tensor], ci: dict[str, torch.Tensor]):
+    def correct(params: dict[str, torch.nn.Parameter]) -> None:
+        for name, p in params.items():
+            if p.grad is not None:
+                p.grad.add_((c[name] - ci[name]).to(p.device))
+    return correct

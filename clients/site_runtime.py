@@ -1,0 +1,152 @@
+"""What a site does locally: load its data and model, train per visit, validate, evaluate.
+
+The Flower ClientApp (client_app.py) only unpacks messages and calls these.
+Everything here runs at the site; what it returns to the app is tensors of
+trainable parameters and numbers, nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from data_adapters.synthetic import federation_manifests
+from data_adapters.synthetic.phrasing import demographic_accuracy
+from fedtar.config import FedTARConfig, apply_overrides
+from fedtar.evaluation import evaluate_model
+from fedtar.metrics import METRIC_COLUMNS
+from fedtar.model import ReportGenerator, adapt_model, load_model
+from fedtar.parameters import get_travelling_state, set_travelling_state
+from fedtar.site import SiteData, load_site
+from fedtar.tokenizer import ReportTokenizer
+from fedtar.training import (
+    GradCorrection,
+    make_optimizer,
+    mean_loss,
+    resolve_device,
+    train_local,
+    validation_gradient,
+)
+
+log = logging.getLogger(__name__)
+State = dict[str, torch.Tensor]
+
+
+@dataclass
+class SiteRuntime:
+    cfg: FedTARConfig
+    site: SiteData
+    model: ReportGenerator
+    tokenizer: ReportTokenizer
+    index: int  # the site's position (seeds only)
+
+
+_RUNTIMES: dict[tuple, SiteRuntime] = {}  # per process: simulation actors reuse loaded sites
+
+
+def resolve_manifest(node_config: dict, data_root: str | None, data_sites: str = "") -> Path:
+    """A hospital node names its manifest; a simulated node maps partition-id to a site.
+
+    `data_sites` ("0,1,3") restricts the simulated nodes to those sites, in that order
+    (leave-one-site-out runs).
+    """
+    if "manifest" in node_config:
+        return Path(str(node_config["manifest"]))
+    if not data_root or "partition-id" not in node_config:
+        raise ValueError("node config needs 'manifest' (a site's manifest.csv), or 'partition-id' with a "
+                         "data root in the run config")
+    manifests = federation_manifests(data_root)
+    if data_sites:
+        manifests = [manifests[int(i)] for i in str(data_sites).split(",")]
+    pid = int(node_config["partition-id"])
+    if pid >= len(manifests):
+        raise ValueError(f"partition-id {pid} but the federation in {data_root} has {len(manifests)} sites")
+    return manifests[pid]
+
+
+def site_runtime(cfg_flat: dict, base_dir: str | Path, manifest: str | Path, index: int) -> SiteRuntime:
+    key = (tuple(sorted((k, str(v)) for k, v in cfg_flat.items())), str(base_dir), str(manifest))
+    if key not in _RUNTIMES:
+        cfg = apply_overrides(FedTARConfig(), cfg_flat)
+        base, tokenizer = load_model(base_dir)
+        torch.manual_seed(cfg.train.seed)  # same adapter init at every site (the global overwrites it)
+        model = adapt_model(base, cfg).to(resolve_device(cfg.train.device))
+        site = load_site(manifest, tokenizer, cfg)
+        if site.exams.skipped:
+            log.warning("site %s: %d manifest rows skipped", site.name, len(site.exams.skipped))
+        _RUNTIMES.clear()  # one site per process at a time keeps memory flat
+        _RUNTIMES[key] = SiteRuntime(cfg, site, model, tokenizer, index)
+    return _RUNTIMES[key]
+
+
+def _generator(rt: SiteRuntime, server_round: int, salt: int = 0) -> torch.Generator:
+    """Seeds depend on (seed, round, site) only, so a resumed run repeats the same draws."""
+    return torch.Generator().manual_seed(rt.cfg.train.seed * 1_000_003 + server_round * 1009 + rt.index * 31 + salt)
+
+
+@dataclass
+class VisitUpdate:
+    visit: int
+    state: State
+    examples: int
+    loss: float
+    mean_years_since_prior: float
+
+
+def train_per_visit(rt: SiteRuntime, global_state: State, server_round: int) -> list[VisitUpdate]:
+    """FedTAR's client round: one trained state per visit index (DESIGN.md section 3)."""
+    updates = []
+    start = global_state
+    for t in rt.site.visits:
+        exams = rt.site.split("train", visit=t)
+        if not exams.num_examples():
+            continue
+        set_travelling_state(rt.model, start)
+        stats = train_local(rt.model, exams, rt.cfg.train, rt.cfg.data.batch_size, make_optimizer(rt.model, rt.cfg.train),
+                            generator=_generator(rt, server_round, t), epochs=rt.cfg.client.local_epochs)
+        state = get_travelling_state(rt.model)
+        rows = exams.rows().tolist()
+        days = [exams.records[i].days_since_prior for i in rows]
+        updates.append(VisitUpdate(t, state, stats.examples // max(rt.cfg.client.local_epochs, 1), stats.loss,
+                                   statistics.fmean(days) / 365.25))
+        if rt.cfg.client.visit_start == "chained":
+            start = state
+    return updates
+
+
+def train_pooled(rt: SiteRuntime, start_state: State, server_round: int,
+                 correction: GradCorrection | None = None) -> tuple[State, int, float, int]:
+    """The baselines' client round: all visits pooled. Returns (state, examples, loss, steps)."""
+    set_travelling_state(rt.model, start_state)
+    exams = rt.site.split("train")
+    stats = train_local(rt.model, exams, rt.cfg.train, rt.cfg.data.batch_size, make_optimizer(rt.model, rt.cfg.train),
+                        correction=correction, generator=_generator(rt, server_round),
+                        epochs=rt.cfg.client.local_epochs)
+    return get_travelling_state(rt.model), exams.num_examples(), stats.loss, stats.steps
+
+
+def site_validation_gradient(rt: SiteRuntime, state: State) -> tuple[State, int]:
+    """grad of the site's validation loss at `state` (for meta.validation = federated)."""
+    set_travelling_state(rt.model, state)
+    return validation_gradient(rt.model, rt.site.split("validate"), rt.cfg.data.batch_size)
+
+
+def evaluate_site(rt: SiteRuntime, state: State, split: str = "test") -> dict[str, float]:
+    """Aggregate metrics of the site's held-out patients: overall and per visit index."""
+    set_travelling_state(rt.model, state)
+    exams = rt.site.split(split)
+    ev = evaluate_model(rt.model, [exams], rt.tokenizer, num_beams=rt.cfg.client.eval_beams)
+    out = {c: float(ev.overall.get(c, float("nan"))) for c in METRIC_COLUMNS if c != "meteor"}
+    out["cmp_n"] = float(ev.overall.get("cmp_n", 0))
+    out["loss"] = mean_loss(rt.model, exams)
+    out["num-examples"] = float(exams.num_examples())
+    for t, m in ev.by_visit.items():
+        for c in ("bleu4", "cider", "ce_f1", "cmp_acc"):
+            out[f"{c}-visit-{t}"] = float(m.get(c, float("nan")))
+        out[f"n-visit-{t}"] = float(m["n"])
+    out["demo_acc"] = demographic_accuracy(ev.generated, ev.references)  # synthetic data only
+    return out
