@@ -46,6 +46,7 @@ class SiteRuntime:
 
 
 _RUNTIMES: dict[tuple, SiteRuntime] = {}  # per process: simulation actors reuse loaded sites
+_MAX_RUNTIMES = 16  # a simulation actor may serve many sites; a hospital node serves one
 
 
 def resolve_manifest(node_config: dict, data_root: str | None, data_sites: str = "") -> Path:
@@ -78,14 +79,20 @@ def site_runtime(cfg_flat: dict, base_dir: str | Path, manifest: str | Path, ind
         site = load_site(manifest, tokenizer, cfg)
         if site.exams.skipped:
             log.warning("site %s: %d manifest rows skipped", site.name, len(site.exams.skipped))
-        _RUNTIMES.clear()  # one site per process at a time keeps memory flat
+        if len(_RUNTIMES) >= _MAX_RUNTIMES:
+            _RUNTIMES.pop(next(iter(_RUNTIMES)))
         _RUNTIMES[key] = SiteRuntime(cfg, site, model, tokenizer, index)
     return _RUNTIMES[key]
 
 
 def _generator(rt: SiteRuntime, server_round: int, salt: int = 0) -> torch.Generator:
-    """Seeds depend on (seed, round, site) only, so a resumed run repeats the same draws."""
-    return torch.Generator().manual_seed(rt.cfg.train.seed * 1_000_003 + server_round * 1009 + rt.index * 31 + salt)
+    """Seeds depend on (seed, round, site, visit) only, so a resumed run repeats the same draws.
+
+    The global RNG (dropout) is reseeded too: a site process may have served other rounds or runs.
+    """
+    seed = rt.cfg.train.seed * 1_000_003 + server_round * 1009 + rt.index * 31 + salt
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
 
 
 @dataclass

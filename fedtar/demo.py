@@ -16,12 +16,12 @@ from pathlib import Path
 import torch
 
 from data_adapters.dataset import concat_exams
-from data_adapters.synthetic import SyntheticConfig, federation_manifests, generate_federation
+from data_adapters.synthetic import SyntheticConfig, ensure_federation
 from data_adapters.synthetic.phrasing import demographic_accuracy
 from fedtar.config import FedTARConfig
 from fedtar.evaluation import Evaluation, evaluate_model
 from fedtar.metrics import METRIC_COLUMNS
-from fedtar.model import adapt_model, load_model
+from fedtar.model import ReportGenerator, adapt_model, load_model
 from fedtar.parameters import size_report
 from fedtar.pretrain import pretrain_base
 from fedtar.site import SiteData, load_site
@@ -37,13 +37,6 @@ class DemoResult:
     after: Evaluation
     sizes: dict[str, float]
     seconds: float
-
-
-def ensure_federation(root: Path, synth: SyntheticConfig) -> list[Path]:
-    """The federation's manifests, writing it first if the folder has none."""
-    if (root / "federation.json").is_file():
-        return federation_manifests(root)
-    return generate_federation(root, synth)
 
 
 def metrics_rows(named: list[tuple[str, Evaluation]]) -> list[list[object]]:
@@ -63,25 +56,29 @@ def by_visit_table(ev: Evaluation, columns: tuple[str, ...] = ("bleu4", "cider",
     return format_table(["visit", "n", *columns], rows)
 
 
+def train_central(model: ReportGenerator, sites: list[SiteData], cfg: FedTARConfig, epochs: int) -> None:
+    """Every site's training exams pooled in one place (each exam keeps its own site's q_p)."""
+    train = concat_exams([s.split("train") for s in sites])
+    optimizer = make_optimizer(model, cfg.train)
+    generator = torch.Generator().manual_seed(cfg.train.seed)
+    for epoch in range(epochs):
+        stats = train_local(model, train, cfg.train, cfg.data.batch_size, optimizer, generator=generator, epochs=1)
+        log.info("central epoch %d/%d: train loss %.3f", epoch + 1, epochs, stats.loss)
+
+
 def run_demo(out: str | Path, cfg: FedTARConfig, epochs: int = 8, pretrain_epochs: int = 12,
              synth: SyntheticConfig = SyntheticConfig(), base_dir: str | Path | None = None) -> DemoResult:
     start = time.time()
     out = Path(out)
     manifests = ensure_federation(out / "federation", synth)
-    base_dir = pretrain_base(Path(base_dir or out / "base"), cfg, epochs=pretrain_epochs)
+    # A given base is used as it is; otherwise the cached public-pool base (trained if missing).
+    base_dir = Path(base_dir) if base_dir else pretrain_base(out / "base", cfg, epochs=pretrain_epochs)
     base, tokenizer = load_model(base_dir)
     torch.manual_seed(cfg.train.seed)
     model = adapt_model(base, cfg).to(resolve_device(cfg.train.device))
     sites: list[SiteData] = [load_site(m, tokenizer, cfg) for m in manifests]
     test = [s.split("test") for s in sites]
     before = evaluate_model(model, test, tokenizer)
-    # Central training: every site's training exams in one pool, each with its own site's q_p.
-    train = concat_exams([s.split("train") for s in sites])
-    optimizer = make_optimizer(model, cfg.train)
-    generator = torch.Generator().manual_seed(cfg.train.seed)
-    for epoch in range(epochs):
-        stats = train_local(model, train, cfg.train, cfg.data.batch_size, optimizer, generator=generator,
-                            epochs=1)
-        log.info("epoch %d/%d: train loss %.3f", epoch + 1, epochs, stats.loss)
+    train_central(model, sites, cfg, epochs)
     after = evaluate_model(model, test, tokenizer)
     return DemoResult(before, after, size_report(model), time.time() - start)

@@ -31,3 +31,29 @@ def default_federation(tmp_path_factory) -> list[Path]:
     """The default federation (4 sites x 40 patients x 5 visits)."""
     out = tmp_path_factory.mktemp("default_federation")
     return generate_federation(out, SyntheticConfig())
+
+
+# A tiny model for federation tests: small enough that a round of 3 sites takes seconds.
+TINY_FED = {"model.hidden_size": 32, "model.layers": 1, "model.heads": 2, "data.image_size": 32,
+            "demographics.gmm_components": 4, "lora.hyper_dim": 4, "client.local_epochs": 1,
+            "train.lr": 1e-3, "lora.alpha": 8, "policy.meta_lr": 0.05, "federation.min_sites": 2}
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory) -> Path:
+    """A tiny base pretrained briefly on a small public pool (stands in for `fedtar pretrain`)."""
+    from fedtar.config import load_config
+    from fedtar.pretrain import pretrain_base
+
+    out = tmp_path_factory.mktemp("tiny_base")
+    pool = SyntheticConfig(sites=2, patients=12, visits=4, seed=77, image_size=32, site_prefix="public",
+                           first_site_index=100)
+    return pretrain_base(out, load_config(overrides=TINY_FED), epochs=8, lr=3e-3, pool=pool)
+
+
+@pytest.fixture(scope="session")
+def tiny_federation(tmp_path_factory) -> Path:
+    """3 sites x 8 patients x 3 visits, written once."""
+    out = tmp_path_factory.mktemp("tiny_federation")
+    generate_federation(out, SyntheticConfig(sites=3, patients=8, visits=3, seed=9, image_size=32))
+    return out

@@ -108,3 +108,11 @@ def federation_manifests(root: str | Path) -> list[Path]:
     root = Path(root)
     meta = json.loads((root / FEDERATION_FILE).read_text())
     return [root / m for m in meta["manifests"]]
+
+
+def ensure_federation(root: str | Path, cfg: SyntheticConfig = SyntheticConfig()) -> list[Path]:
+    """The federation's manifests, writing it first if the folder has none."""
+    root = Path(root)
+    if (root / FEDERATION_FILE).is_file():
+        return federation_manifests(root)
+    return generate_federation(root, cfg)

@@ -1,0 +1,163 @@
+"""A whole local federation in one call: `fedtar simulate`.
+
+Writes (or reuses) the synthetic federation and the pretrained base, then
+runs each strategy for each seed through Flower's simulation engine (Ray,
+one virtual SuperNode per site) and collects the server's results. The
+centralized upper reference trains the same model on all sites' training
+patients pooled, for the same number of passes over the data.
+
+Engines: ``ray`` (Flower's simulation runtime, the default) or
+``inprocess`` (the same ServerApp and ClientApp without Ray, one site after
+another: for debugging and tests).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from aggregator.server_app import make_server_app, run_from_values
+from aggregator.server_loop import FINAL_STATE_FILE, RESULTS_FILE
+from clients.client_app import app as client_app
+from clients.site_runtime import evaluate_site, site_runtime
+from data_adapters.synthetic import SyntheticConfig, ensure_federation
+from data_adapters.synthetic.phrasing import demographic_accuracy
+from fedtar.config import FedTARConfig, apply_overrides
+from fedtar.demo import train_central
+from fedtar.evaluation import evaluate_model
+from fedtar.metrics import METRIC_COLUMNS
+from fedtar.model import adapt_model, load_model
+from fedtar.pretrain import pretrain_base
+from fedtar.site import load_site
+from fedtar.tables import format_table
+
+log = logging.getLogger(__name__)
+TABLE_COLUMNS = (*METRIC_COLUMNS, "demo_acc")
+
+
+@dataclass
+class SimulationPlan:
+    strategies: list[str] = field(default_factory=lambda: ["fedtar", "fedavg"])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    holdout_site: int | None = None   # train on the other sites, evaluate on this one
+    engine: str = "ray"               # ray | inprocess
+    pretrain_epochs: int = 15
+
+
+@dataclass
+class RunSummary:
+    strategy: str
+    seed: int
+    status: str
+    metrics: dict[str, float]
+    history: list[dict[str, Any]]
+    out_dir: Path
+
+
+def _engine_run(values: dict[str, Any], num_sites: int, engine: str) -> None:
+    if engine == "inprocess":
+        from aggregator.inprocess_grid import InProcessGrid
+
+        grid = InProcessGrid([client_app] * num_sites,
+                             [{"partition-id": i, "num-partitions": num_sites} for i in range(num_sites)])
+        run_from_values(grid, values)
+        return
+    if engine != "ray":
+        raise ValueError(f"unknown engine {engine!r} (ray or inprocess)")
+    from flwr.simulation import run_simulation
+
+    run_simulation(
+        server_app=make_server_app(values), client_app=client_app, num_supernodes=num_sites,
+        backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+                        "init_args": {"include_dashboard": False, "log_to_driver": False}},
+    )
+
+
+def _centralized(cfg: FedTARConfig, base_dir: Path, manifests: list[Path], test_manifests: list[Path]
+                 ) -> dict[str, float]:
+    base, tokenizer = load_model(base_dir)
+    torch.manual_seed(cfg.train.seed)
+    model = adapt_model(base, cfg)
+    sites = [load_site(m, tokenizer, cfg) for m in manifests]
+    # Same budget as a federated run: rounds x local passes over every training exam.
+    train_central(model, sites, cfg, cfg.federation.rounds * cfg.client.local_epochs)
+    tests = [load_site(m, tokenizer, cfg) for m in test_manifests] if test_manifests != manifests else sites
+    ev = evaluate_model(model, [s.split("test") for s in tests], tokenizer, num_beams=cfg.client.eval_beams)
+    return {**ev.overall, "demo_acc": demographic_accuracy(ev.generated, ev.references)}
+
+
+def run_simulations(out: str | Path, cfg: FedTARConfig, plan: SimulationPlan,
+                    synth: SyntheticConfig = SyntheticConfig(), base_dir: str | Path | None = None
+                    ) -> list[RunSummary]:
+    out = Path(out)
+    data_root = out / "federation"
+    manifests = ensure_federation(data_root, synth)
+    # A given base is used as it is; otherwise the cached public-pool base (trained if missing).
+    base_dir = Path(base_dir) if base_dir else pretrain_base(out / "base", cfg, epochs=plan.pretrain_epochs)
+    sites = list(range(len(manifests)))
+    if plan.holdout_site is not None:
+        if plan.holdout_site not in sites:
+            raise ValueError(f"--holdout-site {plan.holdout_site}: the federation has sites 0..{len(sites) - 1}")
+        sites.remove(plan.holdout_site)
+    summaries = []
+    for strategy in plan.strategies:
+        for seed in plan.seeds:
+            run_cfg = apply_overrides(cfg, {"train.seed": seed, "federation.strategy": strategy,
+                                            "federation.min_sites": min(cfg.federation.min_sites, len(sites))})
+            run_dir = out / "runs" / (f"holdout-{plan.holdout_site}" if plan.holdout_site is not None else "all") \
+                / strategy / f"seed-{seed}"
+            run_dir.mkdir(parents=True, exist_ok=True)
+            log.info("simulating %s, seed %d, %d sites -> %s", strategy, seed, len(sites), run_dir)
+            train_manifests = [manifests[i] for i in sites]
+            eval_manifests = [manifests[plan.holdout_site]] if plan.holdout_site is not None else train_manifests
+            if strategy == "centralized":
+                metrics = _centralized(run_cfg, base_dir, train_manifests, eval_manifests)
+                (run_dir / RESULTS_FILE).write_text(json.dumps({"status": "completed", "metrics": metrics},
+                                                               indent=2, default=float))
+                summaries.append(RunSummary(strategy, seed, "completed", metrics, [], run_dir))
+                continue
+            flat = {k: (",".join(v) if isinstance(v, tuple) else v) for k, v in run_cfg.to_flat().items()}
+            values = {**flat, "base-dir": str(base_dir), "data-root": str(data_root), "out-dir": str(run_dir),
+                      "data-sites": ",".join(map(str, sites))}
+            _engine_run(values, len(sites), plan.engine)
+            result = json.loads((run_dir / RESULTS_FILE).read_text())
+            metrics = result.get("metrics", {})
+            if plan.holdout_site is not None and result["status"] == "completed":
+                metrics = _evaluate_holdout(run_cfg, base_dir, manifests[plan.holdout_site], run_dir)
+            summaries.append(RunSummary(strategy, seed, result["status"], metrics, result.get("history", []),
+                                        run_dir))
+    return summaries
+
+
+def _evaluate_holdout(cfg: FedTARConfig, base_dir: Path, manifest: Path, run_dir: Path) -> dict[str, float]:
+    """The final global model on a site that never trained (it fits its own GMM, as any site does)."""
+    state = torch.load(run_dir / FINAL_STATE_FILE, map_location="cpu")
+    flat = {k: v for k, v in cfg.to_flat().items()}
+    rt = site_runtime(flat, base_dir, manifest, index=99)
+    return evaluate_site(rt, state)
+
+
+def comparison_table(summaries: list[RunSummary], markdown: bool = False) -> str:
+    """Mean ± std over seeds per strategy."""
+    rows = []
+    for strategy in dict.fromkeys(s.strategy for s in summaries):
+        runs = [s for s in summaries if s.strategy == strategy and s.status == "completed"]
+        row: list[object] = [strategy, len(runs)]
+        for col in TABLE_COLUMNS:
+            values = [float(r.metrics.get(col, float("nan"))) for r in runs]
+            values = [v for v in values if not math.isnan(v)]
+            if not values:
+                row.append("n/a")
+            elif len(values) == 1:
+                row.append(f"{values[0]:.3f}")
+            else:
+                row.append(f"{statistics.fmean(values):.3f}±{statistics.stdev(values):.3f}")
+        rows.append(row)
+    return format_table(["strategy", "seeds", *TABLE_COLUMNS], rows, markdown=markdown)
