@@ -108,7 +108,8 @@ class FederatedStrategy(Strategy):
         for node, reason in norm_outliers(norms, self.cfg.federation.norm_bound).items():
             self.report.rejected.append(Rejection(node, reason))
             accepted.pop(node)
-        self.report.accepted = sorted(accepted)
+        accepted = dict(sorted(accepted.items()))  # arrival order must not change float sums
+        self.report.accepted = list(accepted)
         for r in self.report.rejected:
             log.warning("round %d: site %s left out: %s", server_round, r.node_id, r.reason)
         if len(accepted) < self.cfg.federation.min_sites:
