@@ -39,8 +39,11 @@ def _pretrain(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from fedtar.demo import by_visit_table, metrics_table, run_demo
 
+    from data_adapters.synthetic import SyntheticConfig
+
     cfg = _config(args, synthetic=True)
-    result = run_demo(args.out, cfg, epochs=args.epochs, pretrain_epochs=args.pretrain_epochs,
+    synth = SyntheticConfig(sites=args.sites, patients=args.patients, visits=args.visits)
+    result = run_demo(args.out, cfg, epochs=args.epochs, pretrain_epochs=args.pretrain_epochs, synth=synth,
                       base_dir=args.base)
     print("\nHeld-out patients (test split of every site), greedy decoding:")
     print(metrics_table([("pretrained base, adapters untrained", result.before),
@@ -74,6 +77,13 @@ def _simulate(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _add_federation_size_args(p: argparse.ArgumentParser) -> None:
+    """Size of the synthetic federation written under OUT (when OUT has none yet)."""
+    p.add_argument("--sites", type=int, default=4)
+    p.add_argument("--patients", type=int, default=40, help="patients per site")
+    p.add_argument("--visits", type=int, default=5, help="exams per patient")
+
+
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="TOML config file (dotted sections as in fedtar/config.py)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, repeatable")
@@ -104,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base", help="pretrained base folder (default: OUT/base, created if needed)")
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--pretrain-epochs", type=int, default=DEFAULT_PRETRAIN_EPOCHS)
+    _add_federation_size_args(p)
     _add_config_args(p)
     p.set_defaults(func=_demo)
 
@@ -114,9 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma list of fedtar, fedavg, fedprox, fedadam, fedyogi, scaffold, local, centralized")
     p.add_argument("--seeds", default="0", help="comma list of training seeds")
     p.add_argument("--rounds", type=int, help="federation rounds (default: federation.rounds)")
-    p.add_argument("--sites", type=int, default=4)
-    p.add_argument("--patients", type=int, default=40, help="patients per site")
-    p.add_argument("--visits", type=int, default=5)
+    _add_federation_size_args(p)
     p.add_argument("--holdout-site", type=int, help="train on the other sites, evaluate on this one (0-based)")
     p.add_argument("--engine", choices=("ray", "inprocess"), default="ray")
     p.add_argument("--pretrain-epochs", type=int, default=DEFAULT_PRETRAIN_EPOCHS)

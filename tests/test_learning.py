@@ -1,8 +1,8 @@
-"""Learning is tested by learning: short fixed-seed runs on held-out synthetic patients.
+"""Learning is tested by learning: short fixed-seed runs scored on held-out synthetic patients.
 
-One small federation, one tiny model trained from scratch (base trainable, so
-no cached base is needed); each claim compares two runs that differ in one
-switch only.
+Bases are trained from random weights on a small public pool (the same code
+as `fedtar pretrain`), then scored on the held-out patients of a separate
+federation; each claim compares two runs that differ in one switch only.
 """
 
 from __future__ import annotations
@@ -11,62 +11,85 @@ import pytest
 import torch
 
 from data_adapters.dataset import concat_exams
-from data_adapters.records import read_manifest
 from data_adapters.synthetic import SyntheticConfig, generate_federation
 from data_adapters.synthetic.phrasing import demographic_accuracy
-from fedtar.config import load_config
+from fedtar.config import apply_overrides, load_config
 from fedtar.evaluation import evaluate_model
-from fedtar.model import build_model
+from fedtar.model import adapt_model, build_model, load_model
+from fedtar.pretrain import pretrain_base
 from fedtar.site import load_site
-from fedtar.tokenizer import ReportTokenizer
 from fedtar.training import make_optimizer, train_local
 
-SMALL = {"model.hidden_size": 64, "model.layers": 2, "model.heads": 2, "train.base": "trainable",
-         "train.lr": 2e-3, "demographics.gmm_components": 8, "lora.hyper_dim": 8, "lora.alpha": 8}
-EPOCHS = 14
+SMALL = {"model.hidden_size": 64, "model.layers": 2, "model.heads": 2, "demographics.gmm_components": 8,
+         "lora.hyper_dim": 8, "lora.alpha": 8, "train.lr": 3e-3}
+POOL = SyntheticConfig(sites=3, patients=60, visits=4, seed=500, image_size=64, site_prefix="public",
+                       first_site_index=100)
 
 
 @pytest.fixture(scope="module")
 def federation(tmp_path_factory):
-    out = tmp_path_factory.mktemp("learning")
-    manifests = generate_federation(out, SyntheticConfig(sites=2, patients=32, visits=4, seed=5, image_size=64))
-    reports = [r.findings for m in manifests for r in read_manifest(m).records if r.split == "train"]
-    return manifests, ReportTokenizer.train(reports)
+    return generate_federation(tmp_path_factory.mktemp("learning"),
+                               SyntheticConfig(sites=2, patients=50, visits=4, seed=5, image_size=64))
 
 
-def run(federation, epochs: int = EPOCHS, **overrides):
-    manifests, tok = federation
-    cfg = load_config(overrides={**SMALL, **{k.replace("__", "."): v for k, v in overrides.items()}})
+@pytest.fixture(scope="module")
+def bases(tmp_path_factory):
+    """One base per prior mode, trained from scratch the same way (cached per module)."""
+    made = {}
+
+    def get(prior: str):
+        if prior not in made:
+            cfg = load_config(overrides={**SMALL, "model.prior": prior})
+            made[prior] = pretrain_base(tmp_path_factory.mktemp(f"base_{prior}"), cfg, epochs=28, lr=3e-3,
+                                        pool=POOL)
+        return made[prior]
+
+    return get
+
+
+def held_out(model, tokenizer, federation):
+    sites = [load_site(m, tokenizer, model.cfg) for m in federation]
+    return evaluate_model(model, [s.split("test") for s in sites], tokenizer), sites
+
+
+def test_short_training_beats_the_untrained_model(bases, federation):
+    base, tokenizer = load_model(bases("both"))
     torch.manual_seed(0)
-    model = build_model(cfg, tok)
-    sites = [load_site(m, tok, cfg) for m in manifests]
+    untrained = build_model(apply_overrides(base.cfg, {"train.base": "trainable"}), tokenizer)
+    before, _ = held_out(untrained, tokenizer, federation)
+    after, _ = held_out(base, tokenizer, federation)
+    assert after.overall["bleu4"] > before.overall["bleu4"] + 0.2
+    assert after.overall["ce_f1"] > before.overall["ce_f1"] + 0.15
+    assert after.overall["cider"] > before.overall["cider"] + 1.0
+
+
+def test_prior_conditioning_improves_comparison_to_prior(bases, federation):
+    with_prior, _ = held_out(*load_model(bases("both")), federation)
+    without, _ = held_out(*load_model(bases("none")), federation)
+    assert with_prior.overall["cmp_n"] > 60
+    assert with_prior.overall["cmp_acc"] > without.overall["cmp_acc"] + 0.1, \
+        (with_prior.overall["cmp_acc"], without.overall["cmp_acc"])
+
+
+def adapt(base_dir, federation, patient: bool, epochs: int = 10):
+    base, tokenizer = load_model(base_dir)
+    cfg = apply_overrides(base.cfg, {**SMALL, "lora.shared": True, "lora.patient": patient,
+                                     "train.base": "frozen"})
+    torch.manual_seed(0)
+    model = adapt_model(base, cfg)
+    sites = [load_site(m, tokenizer, cfg) for m in federation]
     train = concat_exams([s.split("train") for s in sites])
     optimizer = make_optimizer(model, cfg.train)
     g = torch.Generator().manual_seed(0)
     for _ in range(epochs):
         train_local(model, train, cfg.train, 16, optimizer, generator=g, epochs=1)
-    return evaluate_model(model, [s.split("test") for s in sites], tok)
+    return evaluate_model(model, [s.split("test") for s in sites], tokenizer)
 
 
-def test_short_training_beats_the_untrained_model(federation):
-    untrained = run(federation, epochs=0)
-    trained = run(federation)
-    assert trained.overall["bleu4"] > untrained.overall["bleu4"] + 0.15
-    assert trained.overall["ce_f1"] > untrained.overall["ce_f1"] + 0.1
-    assert trained.overall["cider"] > untrained.overall["cider"] + 0.5
-
-
-def test_prior_conditioning_improves_comparison_to_prior(federation):
-    with_prior = run(federation, model__prior="both")
-    without = run(federation, model__prior="none")
-    assert with_prior.overall["cmp_n"] > 50
-    assert with_prior.overall["cmp_acc"] > without.overall["cmp_acc"] + 0.1
-
-
-def test_patient_lora_gets_demographic_content_right(federation):
-    # No prior report here: it would reveal the previous exam's age/sex statements.
-    personal = run(federation, model__prior="image")
-    blind = run(federation, model__prior="image", lora__patient=False)
+def test_patient_lora_gets_demographic_content_right(bases, federation):
+    # No prior report: it would reveal the previous exam's age- and sex-dependent statements.
+    personal = adapt(bases("none"), federation, patient=True)
+    blind = adapt(bases("none"), federation, patient=False)
     acc_personal = demographic_accuracy(personal.generated, personal.references)
     acc_blind = demographic_accuracy(blind.generated, blind.references)
     assert acc_personal > acc_blind + 0.15, (acc_personal, acc_blind)
