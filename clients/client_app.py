@@ -33,7 +33,8 @@ from clients.site_runtime import (
 
 log = logging.getLogger(__name__)
 LOCAL_STATE_KEY, SCAFFOLD_KEY = "local-model", "scaffold-ci"
-RUN_KEYS = ("strategy", "base-dir", "data-root", "data-sites", "server-round", "split")  # non-config keys in the config record
+# Keys of the config record that are not FedTAR config keys.
+RUN_KEYS = ("strategy", "base-dir", "data-root", "data-sites", "server-round", "split")
 
 app = ClientApp()
 

@@ -113,7 +113,8 @@ def train_per_visit(rt: SiteRuntime, global_state: State, server_round: int) -> 
         if not exams.num_examples():
             continue
         set_travelling_state(rt.model, start)
-        stats = train_local(rt.model, exams, rt.cfg.train, rt.cfg.data.batch_size, make_optimizer(rt.model, rt.cfg.train),
+        optimizer = make_optimizer(rt.model, rt.cfg.train)
+        stats = train_local(rt.model, exams, rt.cfg.train, rt.cfg.data.batch_size, optimizer,
                             generator=_generator(rt, server_round, t), epochs=rt.cfg.client.local_epochs)
         state = get_travelling_state(rt.model)
         rows = exams.rows().tolist()

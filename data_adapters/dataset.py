@@ -110,7 +110,8 @@ class ExamTensors:
         prior_ids = torch.where(has_prior[:, None], self.input_ids[safe], torch.zeros_like(self.input_ids[safe]))
         return Batch(
             images=self.images[idx], input_ids=self.input_ids[idx], profiles=self.profiles[idx],
-            q=(self.profiles if self.q is None else self.q)[idx], visit_index=self.visit_index[idx], has_prior=has_prior,
+            q=(self.profiles if self.q is None else self.q)[idx], visit_index=self.visit_index[idx],
+            has_prior=has_prior,
             prior_images=self.images[safe] * mask, prior_ids=prior_ids,
             labels=self.labels[idx] if self.labels is not None else idx.new_zeros((len(idx), 0)), index=idx,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 DEFAULT_PRETRAIN_EPOCHS = 15
@@ -136,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # MONAI announces an optional GPU DICOM decoder it cannot find: noise for a user.
+    warnings.filterwarnings("ignore", message=".*nvImageCodec.*")
+    logging.getLogger("monai").setLevel(logging.ERROR)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -35,7 +35,8 @@ _OBS_PATTERNS: dict[str, str] = {
     "Pleural Effusion": r"(?:pleural )?effusions?|pleural fluid",
     "Pleural Other": r"pleural thickening|pleural scarring|pleural plaque\w*",
     "Fracture": r"fractur\w*",
-    "Support Devices": r"catheter|\btubes?\b|\blines?\b|pacemaker|\bstents?\b|\bwires?\b|\bdevices?\b|\bpicc\b|\bport\b",
+    "Support Devices": r"catheter|\btubes?\b|\blines?\b|pacemaker|\bstents?\b|\bwires?\b|\bdevices?\b"
+                       r"|\bpicc\b|\bport\b",
 }
 _MENTIONS = {obs: re.compile(p, re.I) for obs, p in _OBS_PATTERNS.items()}
 

@@ -112,8 +112,8 @@ def mean_loss(model: ReportGenerator, exams: ExamTensors, batch_size: int = 64,
 
 
 @torch.no_grad()
-def generate_reports(model: ReportGenerator, exams: ExamTensors, tokenizer: ReportTokenizer, num_beams: int = 1, batch_size: int = 64,
-                     bf16: bool = True) -> list[str]:
+def generate_reports(model: ReportGenerator, exams: ExamTensors, tokenizer: ReportTokenizer, num_beams: int = 1,
+                     batch_size: int = 64, bf16: bool = True) -> list[str]:
     """Generated reports in the order of exams.rows()."""
     device = next(model.parameters()).device
     model.eval()
@@ -126,7 +126,8 @@ def generate_reports(model: ReportGenerator, exams: ExamTensors, tokenizer: Repo
     return out
 
 
-def validation_gradient(model: ReportGenerator, exams: ExamTensors, batch_size: int) -> tuple[dict[str, torch.Tensor], int]:
+def validation_gradient(model: ReportGenerator, exams: ExamTensors, batch_size: int
+                        ) -> tuple[dict[str, torch.Tensor], int]:
     """grad of the mean validation loss w.r.t. the trainable tensors (first-order meta step)."""
     device = next(model.parameters()).device
     n = exams.num_examples()

@@ -7,7 +7,9 @@ import torch
 from torch.overrides import TorchFunctionMode
 from transformers import GPT2LMHeadModel, ViTModel
 
-from data_adapters.dataset import load_exams
+from dataclasses import fields
+
+from data_adapters.dataset import Batch, load_exams
 from data_adapters.records import read_manifest
 from fedtar.adapters import PatientLoRALinear
 from fedtar.backbones import tiny_decoder_config, tiny_encoder_config
@@ -60,8 +62,6 @@ def test_batched_patient_lora_equals_per_sample(site):
 
 
 def _row(batch, i):
-    from data_adapters.dataset import Batch
-    from dataclasses import fields
     return Batch(**{f.name: getattr(batch, f.name)[i:i + 1] for f in fields(batch)})
 
 
@@ -167,3 +167,34 @@ def test_pretrained_encoder_and_decoder_from_local_folders(site, tmp_path):
     assert "decoder.transformer.wte.weight" not in trainable
     batch = next(exams.batches(2))
     assert torch.isfinite(model(batch, batch.q))
+
+
+def test_shared_lora_exports_to_peft_and_loads_there(site, tmp_path):
+    import copy
+
+    from peft import PeftModel
+
+    from fedtar.export import save_peft_adapter
+
+    tok, exams = site
+    torch.manual_seed(0)
+    cfg = load_config(overrides={**TINY, "lora.patient": False, "model.prior": "none"})
+    model = build_model(cfg, tok).eval()
+    _perturb_adapters(model)
+    plain_decoder = copy.deepcopy(model.decoder)
+    for name, module in list(plain_decoder.named_modules()):  # strip our wrappers: the bare base decoder
+        if isinstance(module, PatientLoRALinear):
+            parent, _, child = name.rpartition(".")
+            setattr(plain_decoder.get_submodule(parent) if parent else plain_decoder, child, module.base)
+    save_peft_adapter(model, tmp_path / "adapter")
+    peft_decoder = PeftModel.from_pretrained(plain_decoder, tmp_path / "adapter").eval()
+    batch = next(exams.batches(2))
+    with torch.no_grad():
+        memory, mask = model.encode(batch, None)
+        ids = batch.input_ids[:, :20]
+        ours = model.decoder(input_ids=ids, encoder_hidden_states=memory, encoder_attention_mask=mask).logits
+        theirs = peft_decoder(input_ids=ids, encoder_hidden_states=memory, encoder_attention_mask=mask).logits
+        with peft_decoder.disable_adapter():
+            bare = peft_decoder(input_ids=ids, encoder_hidden_states=memory, encoder_attention_mask=mask).logits
+    torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
+    assert (ours - bare).abs().max() > 1e-2, "the exported adapter must matter"
