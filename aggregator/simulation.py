@@ -89,7 +89,8 @@ def _centralized(cfg: FedTARConfig, base_dir: Path, manifests: list[Path], test_
     # Same budget as a federated run: rounds x local passes over every training exam.
     train_central(model, sites, cfg, cfg.federation.rounds * cfg.client.local_epochs)
     tests = [load_site(m, tokenizer, cfg) for m in test_manifests] if test_manifests != manifests else sites
-    ev = evaluate_model(model, [s.split("test") for s in tests], tokenizer, num_beams=cfg.client.eval_beams)
+    ev = evaluate_model(model, [s.split("test") for s in tests], tokenizer, num_beams=cfg.client.eval_beams,
+                        with_meteor=cfg.client.eval_meteor)
     return {**ev.overall, "demo_acc": demographic_accuracy(ev.generated, ev.references)}
 
 

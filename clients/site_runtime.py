@@ -147,8 +147,9 @@ def evaluate_site(rt: SiteRuntime, state: State, split: str = "test") -> dict[st
     """Aggregate metrics of the site's held-out patients: overall and per visit index."""
     set_travelling_state(rt.model, state)
     exams = rt.site.split(split)
-    ev = evaluate_model(rt.model, [exams], rt.tokenizer, num_beams=rt.cfg.client.eval_beams)
-    out = {c: float(ev.overall.get(c, float("nan"))) for c in METRIC_COLUMNS if c != "meteor"}
+    ev = evaluate_model(rt.model, [exams], rt.tokenizer, num_beams=rt.cfg.client.eval_beams,
+                        with_meteor=rt.cfg.client.eval_meteor)
+    out = {c: float(ev.overall.get(c, float("nan"))) for c in METRIC_COLUMNS}
     out["cmp_n"] = float(ev.overall.get("cmp_n", 0))
     out["loss"] = mean_loss(rt.model, exams)
     out["num-examples"] = float(exams.num_examples())

@@ -73,6 +73,7 @@ class ClientConfig:
     visit_start: str = "global"      # global | chained: where visit t's training starts
     local_epochs: int = 2            # passes over each visit's exams (FedTAR) / over all exams (baselines)
     eval_beams: int = 1              # 1: greedy decoding at evaluation
+    eval_meteor: bool = True         # METEOR needs Java (a few seconds per evaluation to start it)
 
 
 @dataclass

@@ -78,7 +78,7 @@ def run_demo(out: str | Path, cfg: FedTARConfig, epochs: int = 8, pretrain_epoch
     model = adapt_model(base, cfg).to(resolve_device(cfg.train.device))
     sites: list[SiteData] = [load_site(m, tokenizer, cfg) for m in manifests]
     test = [s.split("test") for s in sites]
-    before = evaluate_model(model, test, tokenizer)
+    before = evaluate_model(model, test, tokenizer, with_meteor=cfg.client.eval_meteor)
     train_central(model, sites, cfg, epochs)
-    after = evaluate_model(model, test, tokenizer)
+    after = evaluate_model(model, test, tokenizer, with_meteor=cfg.client.eval_meteor)
     return DemoResult(before, after, size_report(model), time.time() - start)

@@ -26,7 +26,7 @@ def test_simulate_inprocess_prints_a_comparison_table(tiny_base, tmp_path, capsy
             "--strategies", "fedtar,fedavg", "--rounds", "1", "--sites", "2", "--patients", "5", "--visits", "3",
             "--set", "model.hidden_size=32", "--set", "model.layers=1", "--set", "model.heads=2",
             "--set", "data.image_size=32", "--set", "demographics.gmm_components=4", "--set", "lora.hyper_dim=4",
-            "--set", "client.local_epochs=1"]
+            "--set", "client.local_epochs=1", "--set", "client.eval_meteor=false"]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "fedtar" in out and "fedavg" in out and "cmp_acc" in out
@@ -37,7 +37,8 @@ def test_demo_with_a_given_base(tiny_base, tmp_path, capsys):
     args = ["demo", "--out", str(tmp_path), "--base", str(tiny_base), "--epochs", "1",
             "--sites", "2", "--patients", "5", "--visits", "3",
             "--set", "model.hidden_size=32", "--set", "model.layers=1", "--set", "model.heads=2",
-            "--set", "data.image_size=32", "--set", "demographics.gmm_components=4", "--set", "lora.hyper_dim=4"]
+            "--set", "data.image_size=32", "--set", "demographics.gmm_components=4", "--set", "lora.hyper_dim=4",
+            "--set", "client.eval_meteor=false"]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "pretrained base, adapters untrained" in out and "Travelling set" in out
