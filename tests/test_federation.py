@@ -156,3 +156,19 @@ def test_baselines_run_and_move_the_model(strategy, tiny_base, tiny_federation, 
     assert set(result.global_state) == start
     moved = any(not torch.equal(v, torch.zeros_like(v)) for k, v in result.global_state.items() if "lora_B" in k)
     assert moved == (strategy != "local"), "only local-only training leaves the global untouched"
+
+
+def test_holdout_site_and_centralized_reference(tiny_base, tmp_path):
+    from aggregator.simulation import SimulationPlan, run_simulations
+    from data_adapters.synthetic import SyntheticConfig
+
+    cfg = load_config(overrides={**TINY_FED, "federation.rounds": 1, "policy.kind": "uniform"})
+    synth = SyntheticConfig(sites=3, patients=6, visits=3, seed=4, image_size=32)
+    plan = SimulationPlan(strategies=["fedtar", "centralized"], seeds=[0], holdout_site=2, engine="inprocess")
+    fedtar, central = run_simulations(tmp_path, cfg, plan, synth, base_dir=tiny_base)
+    assert fedtar.status == central.status == "completed"
+    assert [e["valid"] for e in fedtar.history] == [2], "only the two training sites take part"
+    holdout_tests = sum(1 for line in (tmp_path / "federation" / "site3" / "manifest.csv").read_text().splitlines()
+                        if line.endswith(",test"))
+    assert fedtar.metrics["num-examples"] == holdout_tests, "scored on the held-out site's test exams only"
+    assert 0 <= central.metrics["bleu4"] <= 1 and math.isfinite(central.metrics["cider"])

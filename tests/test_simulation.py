@@ -15,16 +15,16 @@ from fedtar.model import adapt_model, load_model
 from fedtar.parameters import get_travelling_state
 
 
-def test_ray_simulation_three_sites_beats_the_untrained_model(tiny_base, tmp_path):
+def test_ray_simulation_three_sites_two_rounds_beats_the_untrained_model(tiny_base, tmp_path):
     # The whole tiny model trains and travels (train.base = trainable): a brief run then learns clearly.
-    cfg = load_config(overrides={**TINY_FED, "federation.rounds": 5, "client.local_epochs": 6, "train.lr": 3e-3,
+    cfg = load_config(overrides={**TINY_FED, "federation.rounds": 2, "client.local_epochs": 12, "train.lr": 3e-3,
                                  "train.base": "trainable"})
     synth = SyntheticConfig(sites=3, patients=8, visits=3, seed=21, image_size=32)
     summaries = run_simulations(tmp_path, cfg, SimulationPlan(strategies=["fedtar"], seeds=[0], engine="ray"),
                                 synth, base_dir=tiny_base)
     (run,) = summaries
     assert run.status == "completed", run
-    assert [e["valid"] for e in run.history] == [3] * 5
+    assert [e["valid"] for e in run.history] == [3, 3]
     results = json.loads((run.out_dir / "results.json").read_text())
     assert len(results["site_metrics"]) == 3
     # The untrained reference: the same base with fresh (zero-effect) adapters, same test patients.
