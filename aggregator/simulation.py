@@ -48,6 +48,7 @@ class SimulationPlan:
     seeds: list[int] = field(default_factory=lambda: [0])
     holdout_site: int | None = None   # train on the other sites, evaluate on this one
     engine: str = "ray"               # ray | inprocess
+    resume: bool = False              # continue each run from its last checkpoint
     pretrain_epochs: int = 15
 
 
@@ -126,7 +127,7 @@ def run_simulations(out: str | Path, cfg: FedTARConfig, plan: SimulationPlan,
                 continue
             flat = {k: (",".join(v) if isinstance(v, tuple) else v) for k, v in run_cfg.to_flat().items()}
             values = {**flat, "base-dir": str(base_dir), "data-root": str(data_root), "out-dir": str(run_dir),
-                      "data-sites": ",".join(map(str, sites))}
+                      "data-sites": ",".join(map(str, sites)), "resume": plan.resume}
             _engine_run(values, len(sites), plan.engine)
             result = json.loads((run_dir / RESULTS_FILE).read_text())
             metrics = result.get("metrics", {})

@@ -66,7 +66,8 @@ def _simulate(args: argparse.Namespace) -> int:
     overrides = {"federation.rounds": args.rounds} if args.rounds else {}
     cfg = apply_overrides(_config(args, synthetic=True), overrides)
     plan = SimulationPlan(strategies=args.strategies.split(","), seeds=[int(s) for s in args.seeds.split(",")],
-                          holdout_site=args.holdout_site, engine=args.engine, pretrain_epochs=args.pretrain_epochs)
+                          holdout_site=args.holdout_site, engine=args.engine, pretrain_epochs=args.pretrain_epochs,
+                          resume=args.resume)
     synth = SyntheticConfig(sites=args.sites, patients=args.patients, visits=args.visits)
     summaries = run_simulations(args.out, cfg, plan, synth, base_dir=args.base)
     where = f"held-out site {args.holdout_site}" if args.holdout_site is not None else "test patients of every site"
@@ -129,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_federation_size_args(p)
     p.add_argument("--holdout-site", type=int, help="train on the other sites, evaluate on this one (0-based)")
     p.add_argument("--engine", choices=("ray", "inprocess"), default="ray")
+    p.add_argument("--resume", action="store_true", help="continue each run from its last round checkpoint")
     p.add_argument("--pretrain-epochs", type=int, default=DEFAULT_PRETRAIN_EPOCHS)
     _add_config_args(p)
     p.set_defaults(func=_simulate)
