@@ -9,11 +9,12 @@ as a standard tokenizer.json next to the model.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 
 PAD, BOS, EOS, UNK, SEP = "[PAD]", "[BOS]", "[EOS]", "[UNK]", "[SEP]"
 SPECIAL_TOKENS = (PAD, BOS, EOS, UNK, SEP)
@@ -32,13 +33,22 @@ class ReportTokenizer:
 
     @classmethod
     def train(cls, reports: Iterable[str], min_frequency: int = 1, vocab_size: int = 20000) -> ReportTokenizer:
-        tk = Tokenizer(models.WordLevel(unk_token=UNK))
-        tk.normalizer = normalizers.Lowercase()
-        tk.pre_tokenizer = pre_tokenizers.Whitespace()
-        trainer = trainers.WordLevelTrainer(
-            vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=list(SPECIAL_TOKENS)
-        )
-        tk.train_from_iterator(list(reports), trainer=trainer)
+        """Vocabulary by frequency, ties broken alphabetically: the same ids in every process.
+
+        (The library's trainer breaks ties in hash order, so two runs could number words
+        differently and start from different embeddings.)
+        """
+        normalizer, pre_tokenizer = normalizers.Lowercase(), pre_tokenizers.Whitespace()
+        counts: Counter[str] = Counter()
+        for text in reports:
+            counts.update(w for w, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
+        words = sorted((w for w, c in counts.items() if c >= min_frequency), key=lambda w: (-counts[w], w))
+        vocab = {t: i for i, t in enumerate(SPECIAL_TOKENS)}
+        for w in words[: max(vocab_size - len(vocab), 0)]:
+            vocab.setdefault(w, len(vocab))
+        tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
+        tk.normalizer, tk.pre_tokenizer = normalizer, pre_tokenizer
+        tk.add_special_tokens(list(SPECIAL_TOKENS))
         return cls(tk)
 
     @classmethod
