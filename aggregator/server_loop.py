@@ -20,12 +20,12 @@ from flwr.app import ArrayRecord, ConfigRecord
 from flwr.serverapp import Grid
 
 from aggregator.checkpoint import load_checkpoint, save_checkpoint
-from aggregator.strategies import STRATEGIES, FederatedStrategy, Scaffold, to_state
+from aggregator.strategies import STRATEGIES, FederatedStrategy, Scaffold
 from data_adapters.dataset import concat_exams
 from data_adapters.synthetic import federation_manifests
 from fedtar.config import FedTARConfig
 from fedtar.model import adapt_model, load_model
-from fedtar.parameters import get_travelling_state, set_travelling_state, travelling_specs
+from fedtar.parameters import get_travelling_state, set_travelling_state, state_from_record, travelling_specs
 from fedtar.site import load_site
 from fedtar.training import validation_gradient
 
@@ -139,7 +139,7 @@ def run_federation(grid: Grid, cfg: FedTARConfig, paths: RunPaths) -> Federation
                      server_round, entry["answered"], entry["valid"], entry["train_loss"],
                      entry.get("alpha", "-"), entry["bytes_received"] / 2**20, entry["seconds"])
             if arrays is not None:
-                new_state = to_state(arrays)
+                new_state = state_from_record(arrays)
                 break
             log.warning("round %d attempt %d: %d valid replies < min_sites=%d%s", server_round, attempt + 1,
                         entry["valid"], fed.min_sites, ", retrying" if attempt < fed.round_retries else "")

@@ -141,8 +141,7 @@ def run_simulations(out: str | Path, cfg: FedTARConfig, plan: SimulationPlan,
 def _evaluate_holdout(cfg: FedTARConfig, base_dir: Path, manifest: Path, run_dir: Path) -> dict[str, float]:
     """The final global model on a site that never trained (it fits its own GMM, as any site does)."""
     state = torch.load(run_dir / FINAL_STATE_FILE, map_location="cpu")
-    flat = {k: v for k, v in cfg.to_flat().items()}
-    rt = site_runtime(flat, base_dir, manifest, index=99)
+    rt = site_runtime(cfg.to_flat(), base_dir, manifest, index=99)
     return evaluate_site(rt, state)
 
 

@@ -23,16 +23,12 @@ from flwr.serverapp.strategy import Strategy
 
 from aggregator.guards import GuardReport, Rejection, check_state, norm_outliers, update_norm
 from fedtar.config import FedTARConfig
-from fedtar.parameters import TensorSpec
+from fedtar.parameters import TensorSpec, state_from_record
 from fedtar.temporal_policy import MetaInputs, PolicyLearner, residual_aggregate, weighted_mean
 
 log = logging.getLogger(__name__)
 State = dict[str, torch.Tensor]
 ValidationGrad = Callable[[State], State]
-
-
-def to_state(record: ArrayRecord) -> State:
-    return dict(record.to_torch_state_dict())
 
 
 class FederatedStrategy(Strategy):
@@ -66,7 +62,7 @@ class FederatedStrategy(Strategy):
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> Iterable[Message]:
-        self.global_state = to_state(arrays)
+        self.global_state = state_from_record(arrays)
         return self._messages(server_round, arrays, grid, MessageType.TRAIN)
 
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
@@ -76,7 +72,7 @@ class FederatedStrategy(Strategy):
     # -- replies --------------------------------------------------------
     def parse(self, content: RecordDict) -> dict[str, State]:
         """The states a reply carries, by record name (overridden per strategy)."""
-        return {"arrays": to_state(content["arrays"])}
+        return {"arrays": state_from_record(content["arrays"])}
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]
                         ) -> tuple[ArrayRecord | None, MetricRecord | None]:
@@ -250,7 +246,7 @@ class Scaffold(FedAvg):
         return {"scaffold-c": ArrayRecord(self.c)}
 
     def parse(self, content):
-        return {"arrays": to_state(content["arrays"]), "scaffold-dc": to_state(content["scaffold-dc"])}
+        return {name: state_from_record(content[name]) for name in ("arrays", "scaffold-dc")}
 
     def aggregate(self, server_round, accepted):
         new = super().aggregate(server_round, accepted)
@@ -282,7 +278,8 @@ class FedTAR(FederatedStrategy):
             raise ValueError(f"meta.validation must be server or federated, got {self.cfg.meta.validation!r}")
 
     def parse(self, content):
-        return {name: to_state(rec) for name, rec in content.array_records.items() if name.startswith("visit-")}
+        return {name: state_from_record(rec) for name, rec in content.array_records.items()
+                if name.startswith("visit-")}
 
     def aggregate(self, server_round, accepted):
         # Federated meta step first: the gradients in these replies are at the previous round's w^T.
@@ -317,7 +314,7 @@ class FedTAR(FederatedStrategy):
         for reply in replies:
             if reply.has_error() or "val-grad" not in reply.content.array_records:
                 continue
-            g = to_state(reply.content["val-grad"])
+            g = state_from_record(reply.content["val-grad"])
             if check_state(g, self.specs) is None:
                 grads.append(g)
                 weights.append(float(dict(reply.content["metrics"]).get("val-examples", 1.0)))

@@ -75,7 +75,8 @@ def main() -> None:
                 if step >= args.warmup:
                     times.append(time.perf_counter() - start)
             sizes = size_report(model)
-            results[name] = {"seconds_per_step": statistics.median(times), "trainable_params": sizes["travelling_params"],
+            results[name] = {"seconds_per_step": statistics.median(times),
+                             "trainable_params": sizes["travelling_params"],
                              "total_params": sizes["total_params"]}
             rows.append([name, statistics.median(times) * 1000, int(sizes["travelling_params"])])
     ratio = results["c_shared_plus_patient"]["seconds_per_step"] / results["b_shared_lora"]["seconds_per_step"]

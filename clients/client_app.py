@@ -26,10 +26,11 @@ from clients.site_runtime import (
     evaluate_site,
     resolve_manifest,
     site_runtime,
+    site_validation_gradient,
     train_per_visit,
     train_pooled,
-    site_validation_gradient,
 )
+from fedtar.parameters import state_from_record
 
 log = logging.getLogger(__name__)
 LOCAL_STATE_KEY, SCAFFOLD_KEY = "local-model", "scaffold-ci"
@@ -49,15 +50,11 @@ def _runtime(msg: Message, context: Context) -> tuple[SiteRuntime, ConfigRecord]
     return site_runtime(cfg_flat, base_dir, manifest, index), config
 
 
-def _state(record: ArrayRecord) -> dict[str, torch.Tensor]:
-    return {k: v for k, v in record.to_torch_state_dict().items()}
-
-
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     rt, config = _runtime(msg, context)
     strategy, server_round = str(config["strategy"]), int(config["server-round"])
-    global_state = _state(msg.content["global"])
+    global_state = state_from_record(msg.content["global"])
     content = RecordDict()
     metrics: dict[str, float] = {}
     if rt.cfg.meta.validation == "federated" and strategy == "fedtar":
@@ -76,12 +73,12 @@ def train(msg: Message, context: Context) -> Message:
     else:
         start, correction, ci = global_state, None, None
         if strategy == "local" and LOCAL_STATE_KEY in context.state:
-            start = _state(context.state[LOCAL_STATE_KEY])  # the site's own model, never sent
+            start = state_from_record(context.state[LOCAL_STATE_KEY])  # the site's own model, never sent
         if strategy == "fedprox":
             correction = _prox(global_state, rt.cfg.federation.prox_mu)
         if strategy == "scaffold":
-            c = _state(msg.content["scaffold-c"])
-            ci = _state(context.state[SCAFFOLD_KEY]) if SCAFFOLD_KEY in context.state else \
+            c = state_from_record(msg.content["scaffold-c"])
+            ci = state_from_record(context.state[SCAFFOLD_KEY]) if SCAFFOLD_KEY in context.state else \
                 {k: torch.zeros_like(v) for k, v in c.items()}
             correction = _scaffold(c, ci)
         state, n, loss, steps = train_pooled(rt, start, server_round, correction)
@@ -103,9 +100,9 @@ def train(msg: Message, context: Context) -> Message:
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
     rt, config = _runtime(msg, context)
-    state = _state(msg.content["global"])
+    state = state_from_record(msg.content["global"])
     if str(config["strategy"]) == "local" and LOCAL_STATE_KEY in context.state:
-        state = _state(context.state[LOCAL_STATE_KEY])
+        state = state_from_record(context.state[LOCAL_STATE_KEY])
     metrics = evaluate_site(rt, state, split=str(config.get("split", "test")))
     return Message(content=RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)
 

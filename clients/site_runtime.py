@@ -119,8 +119,7 @@ def train_per_visit(rt: SiteRuntime, global_state: State, server_round: int) -> 
         state = get_travelling_state(rt.model)
         rows = exams.rows().tolist()
         days = [exams.records[i].days_since_prior for i in rows]
-        updates.append(VisitUpdate(t, state, stats.examples // max(rt.cfg.client.local_epochs, 1), stats.loss,
-                                   statistics.fmean(days) / 365.25))
+        updates.append(VisitUpdate(t, state, exams.num_examples(), stats.loss, statistics.fmean(days) / 365.25))
         if rt.cfg.client.visit_start == "chained":
             start = state
     return updates

@@ -22,15 +22,15 @@ from dataclasses import dataclass, field
 from torch import nn
 from transformers import (
     AutoConfig,
-    ConvNextConfig,
-    ConvNextModel,
-    ResNetConfig,
-    ResNetModel,
     AutoModel,
     AutoModelForCausalLM,
+    ConvNextConfig,
+    ConvNextModel,
     GPT2Config,
     GPT2LMHeadModel,
     PretrainedConfig,
+    ResNetConfig,
+    ResNetModel,
     ViTConfig,
     ViTModel,
 )

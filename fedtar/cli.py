@@ -38,9 +38,8 @@ def _pretrain(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from fedtar.demo import by_visit_table, metrics_table, run_demo
-
     from data_adapters.synthetic import SyntheticConfig
+    from fedtar.demo import by_visit_table, metrics_table, run_demo
 
     cfg = _config(args, synthetic=True)
     synth = SyntheticConfig(sites=args.sites, patients=args.patients, visits=args.visits)

@@ -64,3 +64,8 @@ def size_report(model: nn.Module) -> dict[str, float]:
     travelling = sum(s.numel for s in specs)
     return {"travelling_params": travelling, "total_params": total,
             "travelling_bytes": sum(s.bytes for s in specs), "share": travelling / max(total, 1)}
+
+
+def state_from_record(record) -> dict[str, torch.Tensor]:
+    """A plain {name: tensor} dict from a Flower ArrayRecord (or anything with to_torch_state_dict)."""
+    return dict(record.to_torch_state_dict())

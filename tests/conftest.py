@@ -36,7 +36,8 @@ def default_federation(tmp_path_factory) -> list[Path]:
 # A tiny model for federation tests: small enough that a round of 3 sites takes seconds.
 TINY_FED = {"model.hidden_size": 32, "model.layers": 1, "model.heads": 2, "data.image_size": 32,
             "demographics.gmm_components": 4, "lora.hyper_dim": 4, "client.local_epochs": 1,
-            "client.eval_meteor": False, "train.lr": 1e-3, "lora.alpha": 8, "policy.meta_lr": 0.05, "federation.min_sites": 2}
+            "client.eval_meteor": False, "train.lr": 1e-3, "lora.alpha": 8, "policy.meta_lr": 0.05,
+            "federation.min_sites": 2}
 
 
 @pytest.fixture(scope="session")
