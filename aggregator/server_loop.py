@@ -55,11 +55,14 @@ class FederationResult:
 class ServerValidation:
     """meta.validation = server: a validation set the server holds (simulation: the sites' validate splits)."""
 
-    def __init__(self, cfg: FedTARConfig, base_dir: str, data_root: str):
+    def __init__(self, cfg: FedTARConfig, base_dir: str, data_root: str, data_sites: str = ""):
         base, tokenizer = load_model(base_dir)
         torch.manual_seed(cfg.train.seed)
         self.model = adapt_model(base, cfg)
-        sites = [load_site(m, tokenizer, cfg) for m in federation_manifests(data_root)]
+        manifests = federation_manifests(data_root)
+        if data_sites:  # only the training sites: a held-out site must not steer the policy
+            manifests = [manifests[int(i)] for i in data_sites.split(",")]
+        sites = [load_site(m, tokenizer, cfg) for m in manifests]
         self.exams = concat_exams([s.split("validate") for s in sites])
         self.batch_size = cfg.data.batch_size
 
@@ -79,7 +82,7 @@ def make_strategy(cfg: FedTARConfig, specs, paths: RunPaths, num_sites: int) -> 
             if not paths.data_root:
                 raise ValueError("meta.validation = server needs a server-held validation set (data root); "
                                  "in a deployment use meta.validation = federated")
-            validation = ServerValidation(cfg, paths.base_dir, paths.data_root)
+            validation = ServerValidation(cfg, paths.base_dir, paths.data_root, paths.data_sites)
         return STRATEGIES[name](cfg, specs, run_values, validation_grad=validation)
     if name == "scaffold":
         return Scaffold(cfg, specs, run_values, num_sites=num_sites)

@@ -172,3 +172,24 @@ def test_holdout_site_and_centralized_reference(tiny_base, tmp_path):
                         if line.endswith(",test"))
     assert fedtar.metrics["num-examples"] == holdout_tests, "scored on the held-out site's test exams only"
     assert 0 <= central.metrics["bleu4"] <= 1 and math.isfinite(central.metrics["cider"])
+
+
+def test_server_validation_uses_only_the_training_sites(tiny_base, tiny_federation):
+    from aggregator.server_loop import ServerValidation
+
+    cfg = load_config(overrides=TINY_FED)
+    held_out = ServerValidation(cfg, str(tiny_base), str(tiny_federation), data_sites="0,1")
+    assert {r.site_id for r in held_out.exams.records} == {"site1", "site2"}
+    assert {r.split for i, r in enumerate(held_out.exams.records) if i in set(held_out.exams.rows().tolist())} \
+        == {"validate"}
+    grad = held_out(get_travelling_state_for(tiny_base, cfg))
+    assert set(grad) == {s.name for s in travelling_specs(held_out.model)}
+    assert any(float(g.abs().sum()) > 0 for g in grad.values())
+
+
+def get_travelling_state_for(base_dir, cfg):
+    from fedtar.parameters import get_travelling_state
+
+    base, _ = load_model(base_dir)
+    torch.manual_seed(0)
+    return get_travelling_state(adapt_model(base, cfg))
