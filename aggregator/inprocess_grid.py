@@ -18,7 +18,7 @@ NodeApp = Callable[[Message, Context], Message]
 
 
 class InProcessGrid(Grid):
-    def __init__(self, apps: list[NodeApp], node_configs: list[dict]):
+    def __init__(self, apps: list[NodeApp], node_configs: list[dict], record: bool = False):
         # Messages stamp the run and sender from the process's task identity (the engines set it).
         TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 1
         self._nodes = {}
@@ -26,8 +26,9 @@ class InProcessGrid(Grid):
             node_id = 1000 + i
             self._nodes[node_id] = (app, Context(run_id=1, node_id=node_id, node_config=node_config,
                                                  state=RecordDict(), run_config={}))
-        self.sent: list[Message] = []      # everything the server sent
-        self.replies: list[Message] = []   # everything the sites sent back
+        self.record = record               # keep every message (tests inspect them; costs memory)
+        self.sent: list[Message] = []
+        self.replies: list[Message] = []
 
     def set_run(self, run_id: int) -> None:  # pragma: no cover - no run bookkeeping in process
         pass
@@ -51,13 +52,15 @@ class InProcessGrid(Grid):
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
         out = []
         for msg in messages:
-            self.sent.append(msg)
+            if self.record:
+                self.sent.append(msg)
             app, context = self._nodes[msg.metadata.dst_node_id]
             try:
                 reply = app(msg, context)
             except Exception as e:  # noqa: BLE001 - a failing site must not stop the server
                 reply = Message(Error(code=0, reason=f"{type(e).__name__}: {e}"), reply_to=msg)
             if reply is not None:
-                self.replies.append(reply)
+                if self.record:
+                    self.replies.append(reply)
                 out.append(reply)
         return out

@@ -30,7 +30,8 @@ def values(tiny_base, tiny_federation, out, **extra):
 
 def grid_for(n_sites=3, apps=None):
     apps = apps or [client_app] * n_sites
-    return InProcessGrid(apps, [{"partition-id": i % n_sites, "num-partitions": n_sites} for i in range(len(apps))])
+    return InProcessGrid(apps, [{"partition-id": i % n_sites, "num-partitions": n_sites} for i in range(len(apps))],
+                         record=True)
 
 
 def test_fedtar_rounds_alpha_checkpoints_and_metrics(tiny_base, tiny_federation, tmp_path):
