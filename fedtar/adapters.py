@@ -92,14 +92,19 @@ class PatientLoRALinear(nn.Module):
         if self.lora_A is None and self.hyper_A is None:
             return out
         h = self.dropout(x)
+        patient = self.hyper_A is not None and self.phi is not None
+        if not patient:
+            return out + self.scaling * self.lora_B(self.lora_A(h))
+        a, b = self.patient_factors(self.phi.to(h.dtype))
         if self.lora_A is not None:
-            out = out + self.scaling * self.lora_B(self.lora_A(h))
-        if self.hyper_A is not None and self.phi is not None:
-            a, b = self.patient_factors(self.phi.to(h.dtype))
-            flat = h.reshape(h.shape[0], -1, self.in_features)          # (B, N, in)
-            delta = torch.bmm(torch.bmm(flat, a.to(h.dtype)), b.to(h.dtype))  # (B, N, out)
-            out = out + self.scaling * delta.reshape(*h.shape[:-1], self.out_features)
-        return out
+            # Shared and patient factors side by side along the rank: h [A, A_p] [B; B_p]
+            # is both terms in two batched matmuls instead of four.
+            n = a.shape[0]
+            a = torch.cat([self.lora_A.weight.t().expand(n, -1, -1), a], dim=2)
+            b = torch.cat([self.lora_B.weight.t().expand(n, -1, -1), b], dim=1)
+        flat = h.reshape(h.shape[0], -1, self.in_features)                   # (B, N, in)
+        delta = torch.bmm(torch.bmm(flat, a.to(h.dtype)), b.to(h.dtype))     # (B, N, out)
+        return out + self.scaling * delta.reshape(*h.shape[:-1], self.out_features)
 
 
 def _matches(name: str, targets: tuple[str, ...]) -> bool:
