@@ -162,3 +162,32 @@ def comparison_table(summaries: list[RunSummary], markdown: bool = False) -> str
                 row.append(f"{statistics.fmean(values):.3f}±{statistics.stdev(values):.3f}")
         rows.append(row)
     return format_table(["strategy", "seeds", *TABLE_COLUMNS], rows, markdown=markdown)
+
+
+def per_visit_table(summaries: list[RunSummary], metric: str = "cmp_acc") -> str:
+    """One metric per visit index and strategy (mean over seeds)."""
+    prefix = f"{metric}-visit-"
+    visits = sorted({int(k[len(prefix):]) for s in summaries for k in s.metrics if k.startswith(prefix)})
+    rows = []
+    for strategy in dict.fromkeys(s.strategy for s in summaries):
+        runs = [s for s in summaries if s.strategy == strategy and s.status == "completed"]
+        row: list[object] = [strategy]
+        for t in visits:
+            values = [float(r.metrics[f"{metric}-visit-{t}"]) for r in runs if f"{metric}-visit-{t}" in r.metrics]
+            values = [v for v in values if not math.isnan(v)]
+            row.append(statistics.fmean(values) if values else float("nan"))
+        rows.append(row)
+    return format_table(["strategy", *(f"t={t}" for t in visits)], rows)
+
+
+def per_site_table(summaries: list[RunSummary], metrics: tuple[str, ...] = ("bleu4", "cider", "ce_f1", "cmp_acc")
+                   ) -> str:
+    """Each site's metrics for each strategy's first seed (from the server's results file)."""
+    rows = []
+    for s in summaries:
+        if s.seed != summaries[0].seed or s.status != "completed":
+            continue
+        results = json.loads((s.out_dir / RESULTS_FILE).read_text())
+        for node, m in sorted(results.get("site_metrics", {}).items()):
+            rows.append([s.strategy, node, int(m.get("num-examples", 0)), *(m.get(k, float("nan")) for k in metrics)])
+    return format_table(["strategy", "node", "exams", *metrics], rows)

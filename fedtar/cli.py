@@ -53,12 +53,18 @@ def _demo(args: argparse.Namespace) -> int:
     s = result.sizes
     print(f"\nTravelling set: {int(s['travelling_params']):,} of {int(s['total_params']):,} parameters "
           f"({100 * s['share']:.1f}%), {s['travelling_bytes'] / 2**20:.2f} MiB per state. "
-          f"Took {result.seconds:.0f} s.")
+          f"Took {result.seconds:.0f} s.\nAdapted model saved in {result.model_dir}.")
     return 0
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from aggregator.simulation import SimulationPlan, comparison_table, run_simulations
+    from aggregator.simulation import (
+        SimulationPlan,
+        comparison_table,
+        per_site_table,
+        per_visit_table,
+        run_simulations,
+    )
     from data_adapters.synthetic import SyntheticConfig
     from fedtar.config import apply_overrides
 
@@ -72,6 +78,12 @@ def _simulate(args: argparse.Namespace) -> int:
     where = f"held-out site {args.holdout_site}" if args.holdout_site is not None else "test patients of every site"
     print(f"\nFinal global model on {where} (mean ± std over seeds {args.seeds}):")
     print(comparison_table(summaries))
+    for metric in ("cider", "ce_f1", "cmp_acc"):
+        print(f"\n{metric} per visit index (mean over seeds):")
+        print(per_visit_table(summaries, metric))
+    if args.holdout_site is None and any(s.strategy != "centralized" for s in summaries):
+        print("\nPer site (first seed):")
+        print(per_site_table([s for s in summaries if s.strategy != "centralized"]))
     failed = [s for s in summaries if s.status != "completed"]
     for s in failed:
         print(f"run {s.strategy} seed {s.seed} did not complete; see {s.out_dir / 'results.json'}")

@@ -21,7 +21,7 @@ from data_adapters.synthetic.phrasing import demographic_accuracy
 from fedtar.config import FedTARConfig
 from fedtar.evaluation import Evaluation, evaluate_model
 from fedtar.metrics import METRIC_COLUMNS
-from fedtar.model import ReportGenerator, adapt_model, load_model
+from fedtar.model import ReportGenerator, adapt_model, load_model, save_model
 from fedtar.parameters import size_report
 from fedtar.pretrain import pretrain_base
 from fedtar.site import SiteData, load_site
@@ -37,6 +37,7 @@ class DemoResult:
     after: Evaluation
     sizes: dict[str, float]
     seconds: float
+    model_dir: Path  # the adapted model, loadable with fedtar.model.load_model
 
 
 def metrics_rows(named: list[tuple[str, Evaluation]]) -> list[list[object]]:
@@ -81,4 +82,5 @@ def run_demo(out: str | Path, cfg: FedTARConfig, epochs: int = 8, pretrain_epoch
     before = evaluate_model(model, test, tokenizer, with_meteor=cfg.client.eval_meteor)
     train_central(model, sites, cfg, epochs)
     after = evaluate_model(model, test, tokenizer, with_meteor=cfg.client.eval_meteor)
-    return DemoResult(before, after, size_report(model), time.time() - start)
+    saved = save_model(out / "model", model, tokenizer)
+    return DemoResult(before, after, size_report(model), time.time() - start, saved)

@@ -30,6 +30,7 @@ def test_simulate_inprocess_prints_a_comparison_table(tiny_base, tmp_path, capsy
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "fedtar" in out and "fedavg" in out and "cmp_acc" in out
+    assert "cmp_acc per visit index" in out and "Per site" in out
     assert (tmp_path / "runs" / "all" / "fedtar" / "seed-0" / "results.json").is_file()
 
 
@@ -42,3 +43,7 @@ def test_demo_with_a_given_base(tiny_base, tmp_path, capsys):
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "pretrained base, adapters untrained" in out and "Travelling set" in out
+    from fedtar.model import load_model
+
+    model, tok = load_model(tmp_path / "model")  # the demo's adapted model loads back
+    assert model.cfg.lora.patient and tok.vocab_size > 10
