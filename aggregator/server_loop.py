@@ -153,16 +153,24 @@ def run_federation(grid: Grid, cfg: FedTARConfig, paths: RunPaths) -> Federation
             log.error("run stopped: %s", msg)
             return _finish(out, FederationResult("stopped", server_round - 1, history, global_state=state), msg)
         state = new_state
+        if fed.eval_every > 0 and server_round % fed.eval_every == 0 and server_round < fed.rounds:
+            entry["eval"] = _evaluate(grid, strategy, state, server_round, fed.round_timeout)
         save_checkpoint(out / "checkpoints", server_round, state, strategy.state_dict(), cfg.to_flat(), history)
     result = FederationResult("completed", fed.rounds, history, global_state=state)
-    metrics = strategy.aggregate_evaluate(fed.rounds, grid.send_and_receive(
-        strategy.configure_evaluate(fed.rounds, ArrayRecord(state), ConfigRecord({"split": "test"}), grid),
-        timeout=fed.round_timeout))
-    result.metrics = dict(metrics or {})
+    result.metrics = _evaluate(grid, strategy, state, fed.rounds, fed.round_timeout)
+    if history and fed.eval_every > 0:
+        history[-1]["eval"] = result.metrics
     result.site_metrics = {str(k): v for k, v in strategy.site_metrics.items()}
     log.info("final evaluation over %d sites: %s", len(result.site_metrics),
              {k: round(v, 4) for k, v in result.metrics.items() if "visit" not in k})
     return _finish(out, result, "")
+
+
+def _evaluate(grid: Grid, strategy: FederatedStrategy, state: dict[str, torch.Tensor], server_round: int,
+              timeout: float) -> dict[str, float]:
+    """The sites' test metrics for `state` (example-weighted means; per site on the strategy)."""
+    messages = strategy.configure_evaluate(server_round, ArrayRecord(state), ConfigRecord({"split": "test"}), grid)
+    return dict(strategy.aggregate_evaluate(server_round, grid.send_and_receive(messages, timeout=timeout)) or {})
 
 
 def _finish(out: Path, result: FederationResult, message: str) -> FederationResult:

@@ -95,6 +95,7 @@ class FederationConfig:
     beta2: float = 0.99
     tau: float = 1e-3                # FedAdam / FedYogi adaptivity
     norm_bound: float = 10.0         # reject updates whose norm exceeds this x the round's median
+    eval_every: int = 0              # >0: also evaluate the global every this many rounds (curves)
 
 
 @dataclass

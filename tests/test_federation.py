@@ -194,3 +194,12 @@ def get_travelling_state_for(base_dir, cfg):
     base, _ = load_model(base_dir)
     torch.manual_seed(0)
     return get_travelling_state(adapt_model(base, cfg))
+
+
+def test_evaluation_every_round_gives_a_curve(tiny_base, tiny_federation, tmp_path):
+    result = run_from_values(grid_for(), values(tiny_base, tiny_federation, tmp_path, federation__rounds=3,
+                                                federation__eval_every=1))
+    curve = [e["eval"]["loss"] for e in result.history]
+    assert len(curve) == 3 and all(math.isfinite(v) for v in curve)
+    assert result.history[-1]["eval"] == result.metrics
+    assert curve[-1] < curve[0], "the test loss falls over rounds"
