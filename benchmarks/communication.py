@@ -21,6 +21,7 @@ from fedtar.model import build_model
 from fedtar.parameters import size_report
 from fedtar.tables import format_table
 from fedtar.tokenizer import ReportTokenizer
+from paper_model import paper_model  # benchmarks/paper_model.py (scripts run from the repo root)
 
 
 def demo_model():
@@ -28,22 +29,12 @@ def demo_model():
     return build_model(load_config(), tok)
 
 
-def paper_model():
-    """CvT-21 (ImageNet-22k shape, 384 px) + DistilGPT2 (50257 tokens), random weights, via local folders."""
+def paper_size_model():
+    """CvT-21 (384 px) + DistilGPT2 shapes, random weights, built from local folders."""
     import tempfile
 
-    from transformers import CvtConfig, CvtModel, GPT2Config, GPT2LMHeadModel
-
-    vocab = 50257
-    tok = ReportTokenizer.train([" ".join(f"w{i}" for i in range(vocab - 5))], vocab_size=vocab)
     with tempfile.TemporaryDirectory() as tmp:
-        CvtModel(CvtConfig(depth=[1, 4, 16], embed_dim=[64, 192, 384], num_heads=[1, 3, 6]),
-                 add_pooling_layer=False).save_pretrained(f"{tmp}/enc")
-        GPT2LMHeadModel(GPT2Config(n_layer=6, n_embd=768, n_head=12, vocab_size=tok.vocab_size)
-                        ).save_pretrained(f"{tmp}/dec")
-        cfg = load_config(overrides={"model.encoder": f"{tmp}/enc", "model.decoder": f"{tmp}/dec",
-                                     "model.image_channels": 3, "data.image_size": 384})
-        return build_model(cfg, tok)
+        return paper_model(tmp)[0]
 
 
 def rows_for(name: str, sizes: dict, visits: int, rounds: int) -> list[list[object]]:
@@ -65,7 +56,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--out", default="benchmarks/results/communication.json")
     args = p.parse_args()
-    demo, paper = size_report(demo_model()), size_report(paper_model())
+    demo, paper = size_report(demo_model()), size_report(paper_size_model())
     rows = rows_for("demo", demo, args.visits, args.rounds) + rows_for("paper", paper, args.visits, args.rounds)
     print(format_table(["model", "what", "parameters", "MiB", "% of model"], rows, digits=2))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
