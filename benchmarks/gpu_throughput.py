@@ -43,6 +43,14 @@ def synthetic_batch(batch: int, channels: int, size: int, tokens: int, vocab: in
                  labels=torch.zeros(batch, 0, dtype=torch.long), index=torch.arange(batch)).to(device)
 
 
+def train_step(model, optimizer, batch: Batch, autocast) -> None:
+    with autocast:
+        loss = model(batch, batch.q)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
 def build(size: str, patient: bool, folder: Path):
     overrides = {"lora.patient": patient}
     if size == "paper":
@@ -74,23 +82,17 @@ def main() -> None:
                                 tok.vocab_size, q_dim, args.device)
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
-
-        def step() -> None:
-            with autocast:
-                loss = model(batch, batch.q)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+        # (an autocast context object can be entered again for every step)
 
         with FlopCounterMode(display=False) as counter:
-            step()
+            train_step(model, optimizer, batch, autocast)
         flops = counter.get_total_flops()
         times = []
         for i in range(args.warmup + args.steps):
             if cuda:
                 torch.cuda.synchronize()
             start = time.perf_counter()
-            step()
+            train_step(model, optimizer, batch, autocast)
             if cuda:
                 torch.cuda.synchronize()
             if i >= args.warmup:
