@@ -273,27 +273,32 @@ class FedTAR(FederatedStrategy):
         self.learner = PolicyLearner(self.cfg.policy, seed=self.cfg.train.seed)
         self.validation_grad = validation_grad
         self.pending: MetaInputs | None = None  # last round's aggregation, awaiting federated gradients
-        self._federated_grads: tuple[list[State], list[float]] = ([], [])
         if self.cfg.meta.validation not in ("server", "federated"):
             raise ValueError(f"meta.validation must be server or federated, got {self.cfg.meta.validation!r}")
 
+    # A reply's fused validation gradient is checked like the visit states, but it is no model.
+    control_records = ("val-grad",)
+
     def parse(self, content):
         return {name: state_from_record(rec) for name, rec in content.array_records.items()
-                if name.startswith("visit-")}
+                if name.startswith("visit-") or name == "val-grad"}
 
     def aggregate(self, server_round, accepted):
+        self.info = {}
         # Federated meta step first: the gradients in these replies are at the previous round's w^T.
         if self.cfg.meta.validation == "federated" and self.pending is not None:
-            grads, weights = self._federated_grads
-            if grads:
-                self.info["meta"] = self.learner.meta_step(self.pending, weighted_mean(grads, weights))
-        visits = sorted({int(name.split("-")[1]) for states, _ in accepted.values() for name in states})
-        means, counts, years = [], [], []
+            with_grad = [(s["val-grad"], float(m.get("val-examples", 1.0)))
+                         for s, m in accepted.values() if "val-grad" in s]
+            if with_grad:
+                grad = weighted_mean([g for g, _ in with_grad], [w for _, w in with_grad])
+                self.info["meta"] = self.learner.meta_step(self.pending, grad)
+        visits = sorted({int(name.split("-")[1]) for states, _ in accepted.values() for name in states
+                         if name.startswith("visit-")})
+        means, years = [], []
         for t in visits:
             holders = [(s[f"visit-{t}"], m) for s, m in accepted.values() if f"visit-{t}" in s]
             weights = [float(m.get(f"n-visit-{t}", 1.0)) for _, m in holders]
             means.append(weighted_mean([s for s, _ in holders], weights))
-            counts.append(sum(weights))
             years.append(sum(float(m.get(f"years-visit-{t}", 0.0)) * w for (_, m), w in zip(holders, weights))
                          / max(sum(weights), 1e-9))
         visits_t = torch.tensor(visits)
@@ -301,25 +306,11 @@ class FedTAR(FederatedStrategy):
         alpha = self.learner.alpha(visits_t, time_features)
         new = residual_aggregate(self.global_state, means, alpha)
         inputs = MetaInputs(visits_t, time_features, dict(self.global_state), means)
-        self.info = {"alpha": [round(float(a), 4) for a in alpha], "visits": visits}
+        self.info.update({"alpha": [round(float(a), 4) for a in alpha], "visits": visits})
         if self.cfg.meta.validation == "server" and self.validation_grad is not None:
             self.info["meta"] = self.learner.meta_step(inputs, self.validation_grad(new))
         self.pending = inputs
         return new
-
-    def aggregate_train(self, server_round, replies):
-        replies = list(replies)
-        # Collect the fused validation gradients before the shared plumbing parses the replies.
-        grads, weights = [], []
-        for reply in replies:
-            if reply.has_error() or "val-grad" not in reply.content.array_records:
-                continue
-            g = state_from_record(reply.content["val-grad"])
-            if check_state(g, self.specs) is None:
-                grads.append(g)
-                weights.append(float(dict(reply.content["metrics"]).get("val-examples", 1.0)))
-        self._federated_grads = (grads, weights)
-        return super().aggregate_train(server_round, replies)
 
     def state_dict(self):
         return {"policy": self.learner.state_dict(), "pending": self.pending}
