@@ -125,9 +125,8 @@ def run_simulations(out: str | Path, cfg: FedTARConfig, plan: SimulationPlan,
                                                                indent=2, default=float))
                 summaries.append(RunSummary(strategy, seed, "completed", metrics, [], run_dir))
                 continue
-            flat = {k: (",".join(v) if isinstance(v, tuple) else v) for k, v in run_cfg.to_flat().items()}
-            values = {**flat, "base-dir": str(base_dir), "data-root": str(data_root), "out-dir": str(run_dir),
-                      "data-sites": ",".join(map(str, sites)), "resume": plan.resume}
+            values = {**run_cfg.to_flat(), "base-dir": str(base_dir), "data-root": str(data_root),
+                      "out-dir": str(run_dir), "data-sites": ",".join(map(str, sites)), "resume": plan.resume}
             _engine_run(values, len(sites), plan.engine)
             result = json.loads((run_dir / RESULTS_FILE).read_text())
             metrics = result.get("metrics", {})

@@ -39,8 +39,7 @@ class FederatedStrategy(Strategy):
 
     def __init__(self, cfg: FedTARConfig, specs: list[TensorSpec], run_values: dict[str, Any]):
         self.cfg, self.specs = cfg, specs
-        flat = {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.to_flat().items()}
-        self.config_values = {**flat, **run_values, "strategy": self.name}
+        self.config_values = {**cfg.to_flat(), **run_values, "strategy": self.name}
         self.global_state: State = {}
         self.report = GuardReport()
         self.bytes_received = 0
