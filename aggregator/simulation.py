@@ -28,18 +28,15 @@ from aggregator.server_loop import FINAL_STATE_FILE, RESULTS_FILE
 from clients.client_app import app as client_app
 from clients.site_runtime import evaluate_site, site_runtime
 from data_adapters.synthetic import SyntheticConfig, ensure_federation
-from data_adapters.synthetic.phrasing import demographic_accuracy
 from fedtar.config import FedTARConfig, apply_overrides
 from fedtar.demo import train_central
-from fedtar.evaluation import evaluate_model
-from fedtar.metrics import METRIC_COLUMNS
+from fedtar.evaluation import REPORT_COLUMNS, evaluate_model
 from fedtar.model import adapt_model, load_model
 from fedtar.pretrain import pretrain_base
 from fedtar.site import load_site
 from fedtar.tables import format_table
 
 log = logging.getLogger(__name__)
-TABLE_COLUMNS = (*METRIC_COLUMNS, "demo_acc")
 
 
 @dataclass
@@ -92,7 +89,7 @@ def _centralized(cfg: FedTARConfig, base_dir: Path, manifests: list[Path], test_
     tests = [load_site(m, tokenizer, cfg) for m in test_manifests] if test_manifests != manifests else sites
     ev = evaluate_model(model, [s.split("test") for s in tests], tokenizer, num_beams=cfg.client.eval_beams,
                         with_meteor=cfg.client.eval_meteor)
-    return {**ev.overall, "demo_acc": demographic_accuracy(ev.generated, ev.references)}
+    return ev.overall
 
 
 def run_simulations(out: str | Path, cfg: FedTARConfig, plan: SimulationPlan,
@@ -150,7 +147,7 @@ def comparison_table(summaries: list[RunSummary], markdown: bool = False) -> str
     for strategy in dict.fromkeys(s.strategy for s in summaries):
         runs = [s for s in summaries if s.strategy == strategy and s.status == "completed"]
         row: list[object] = [strategy, len(runs)]
-        for col in TABLE_COLUMNS:
+        for col in REPORT_COLUMNS:
             values = [float(r.metrics.get(col, float("nan"))) for r in runs]
             values = [v for v in values if not math.isnan(v)]
             if not values:
@@ -160,7 +157,7 @@ def comparison_table(summaries: list[RunSummary], markdown: bool = False) -> str
             else:
                 row.append(f"{statistics.fmean(values):.3f}±{statistics.stdev(values):.3f}")
         rows.append(row)
-    return format_table(["strategy", "seeds", *TABLE_COLUMNS], rows, markdown=markdown)
+    return format_table(["strategy", "seeds", *REPORT_COLUMNS], rows, markdown=markdown)
 
 
 def per_visit_table(summaries: list[RunSummary], metric: str = "cmp_acc") -> str:

@@ -15,10 +15,8 @@ from pathlib import Path
 import torch
 
 from data_adapters.synthetic import federation_manifests
-from data_adapters.synthetic.phrasing import demographic_accuracy
 from fedtar.config import FedTARConfig, apply_overrides
-from fedtar.evaluation import evaluate_model
-from fedtar.metrics import METRIC_COLUMNS
+from fedtar.evaluation import REPORT_COLUMNS, evaluate_model
 from fedtar.model import ReportGenerator, adapt_model, load_model
 from fedtar.parameters import get_travelling_state, set_travelling_state
 from fedtar.site import SiteData, load_site
@@ -148,7 +146,7 @@ def evaluate_site(rt: SiteRuntime, state: State, split: str = "test") -> dict[st
     exams = rt.site.split(split)
     ev = evaluate_model(rt.model, [exams], rt.tokenizer, num_beams=rt.cfg.client.eval_beams,
                         with_meteor=rt.cfg.client.eval_meteor)
-    out = {c: float(ev.overall.get(c, float("nan"))) for c in METRIC_COLUMNS}
+    out = {c: float(ev.overall.get(c, float("nan"))) for c in REPORT_COLUMNS}
     out["cmp_n"] = float(ev.overall.get("cmp_n", 0))
     out["loss"] = mean_loss(rt.model, exams)
     out["num-examples"] = float(exams.num_examples())
@@ -156,5 +154,4 @@ def evaluate_site(rt: SiteRuntime, state: State, split: str = "test") -> dict[st
         for c in ("bleu4", "cider", "ce_f1", "cmp_acc"):
             out[f"{c}-visit-{t}"] = float(m.get(c, float("nan")))
         out[f"n-visit-{t}"] = float(m["n"])
-    out["demo_acc"] = demographic_accuracy(ev.generated, ev.references)  # synthetic data only
     return out

@@ -17,10 +17,8 @@ import torch
 
 from data_adapters.dataset import concat_exams
 from data_adapters.synthetic import SyntheticConfig, ensure_federation
-from data_adapters.synthetic.phrasing import demographic_accuracy
 from fedtar.config import FedTARConfig
-from fedtar.evaluation import Evaluation, evaluate_model
-from fedtar.metrics import METRIC_COLUMNS
+from fedtar.evaluation import REPORT_COLUMNS, Evaluation, evaluate_model
 from fedtar.model import ReportGenerator, adapt_model, load_model, save_model
 from fedtar.parameters import size_report
 from fedtar.pretrain import pretrain_base
@@ -43,13 +41,12 @@ class DemoResult:
 def metrics_rows(named: list[tuple[str, Evaluation]]) -> list[list[object]]:
     rows = []
     for name, ev in named:
-        rows.append([name, *(ev.overall.get(c, float("nan")) for c in METRIC_COLUMNS),
-                     demographic_accuracy(ev.generated, ev.references)])
+        rows.append([name, *(ev.overall.get(c, float("nan")) for c in REPORT_COLUMNS)])
     return rows
 
 
 def metrics_table(named: list[tuple[str, Evaluation]], markdown: bool = False) -> str:
-    return format_table(["model", *METRIC_COLUMNS, "demo_acc"], metrics_rows(named), markdown=markdown)
+    return format_table(["model", *REPORT_COLUMNS], metrics_rows(named), markdown=markdown)
 
 
 def by_visit_table(ev: Evaluation, columns: tuple[str, ...] = ("bleu4", "cider", "ce_f1", "cmp_acc")) -> str:

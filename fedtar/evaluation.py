@@ -5,10 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from data_adapters.dataset import ExamTensors
-from fedtar.metrics import evaluate_by_visit, evaluate_reports
+from data_adapters.synthetic.phrasing import demographic_accuracy
+from fedtar.metrics import METRIC_COLUMNS, evaluate_by_visit, evaluate_reports
 from fedtar.model import ReportGenerator
 from fedtar.tokenizer import ReportTokenizer
 from fedtar.training import generate_reports
+
+# The columns of every results table: the metrics plus the synthetic demographic statements.
+REPORT_COLUMNS = (*METRIC_COLUMNS, "demo_acc")
 
 
 @dataclass
@@ -36,4 +40,7 @@ def generate_for(model: ReportGenerator, parts: list[ExamTensors],
 def evaluate_model(model: ReportGenerator, parts: list[ExamTensors],
                    tokenizer: ReportTokenizer, num_beams: int = 1, with_meteor: bool = False) -> Evaluation:
     gen, ref, visits = generate_for(model, parts, tokenizer, num_beams)
-    return Evaluation(evaluate_reports(gen, ref, with_meteor), evaluate_by_visit(gen, ref, visits), gen, ref, visits)
+    overall = evaluate_reports(gen, ref, with_meteor)
+    # Age- and sex-dependent statements: meaningful on the synthetic federation only.
+    overall["demo_acc"] = demographic_accuracy(gen, ref)
+    return Evaluation(overall, evaluate_by_visit(gen, ref, visits), gen, ref, visits)
