@@ -25,7 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from data_adapters.dataset import Batch
 from fedtar.config import load_config
-from fedtar.model import build_model
+from fedtar.model import build_model, q_dim
 from fedtar.tables import format_table
 from fedtar.tokenizer import ReportTokenizer
 from paper_model import paper_model  # benchmarks/paper_model.py (scripts run from the repo root)
@@ -77,9 +77,8 @@ def main() -> None:
             model, tok = build(args.size, patient, Path(tmp))
         model = model.to(args.device).train()
         cfg = model.cfg
-        q_dim = cfg.demographics.gmm_components if cfg.demographics.gmm else len(cfg.demographics.features)
         batch = synthetic_batch(args.batch, cfg.model.image_channels, cfg.data.image_size, args.tokens,
-                                tok.vocab_size, q_dim, args.device)
+                                tok.vocab_size, q_dim(cfg), args.device)
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
         # (an autocast context object can be entered again for every step)

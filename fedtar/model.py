@@ -194,7 +194,7 @@ class ReportGenerator(nn.Module):
                 out = self.decoder(input_ids=step_ids, attention_mask=mask, position_ids=positions,
                                    encoder_hidden_states=memory, encoder_attention_mask=memory_mask,
                                    cache=cache, use_cache=True)
-                cache = out.cache if "cache" in out else out.past_key_values  # transformers 5 / 4
+                cache = out.cache
                 logp = F.log_softmax(out.logits[:, -1].float(), dim=-1)
                 # A finished beam only extends with [PAD] at no cost.
                 logp = torch.where(finished[:, None], torch.full_like(logp, float("-inf")), logp)
