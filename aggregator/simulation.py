@@ -46,7 +46,7 @@ class SimulationPlan:
     holdout_site: int | None = None   # train on the other sites, evaluate on this one
     engine: str = "ray"               # ray | inprocess
     resume: bool = False              # continue each run from its last checkpoint
-    pretrain_epochs: int = 15
+    pretrain_epochs: int | None = None  # None: fedtar.pretrain.DEFAULT_PRETRAIN_EPOCHS
 
 
 @dataclass

@@ -8,7 +8,8 @@ import sys
 import warnings
 from pathlib import Path
 
-DEFAULT_PRETRAIN_EPOCHS = 15
+# Parsing stays import-free (fast --help): the library holds the default.
+PRETRAIN_EPOCHS_HELP = "pretraining epochs of the base (default: fedtar.pretrain.DEFAULT_PRETRAIN_EPOCHS)"
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -118,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("pretrain", help="train the small base on the synthetic public pool (cached)")
     p.add_argument("--out", default="runs/base", help="folder for the base (reused when it matches)")
-    p.add_argument("--epochs", type=int, default=DEFAULT_PRETRAIN_EPOCHS)
+    p.add_argument("--epochs", type=int, help=PRETRAIN_EPOCHS_HELP)
     _add_config_args(p)
     p.set_defaults(func=_pretrain)
 
@@ -126,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo", help="working folder (federation, base, outputs)")
     p.add_argument("--base", help="pretrained base folder (default: OUT/base, created if needed)")
     p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--pretrain-epochs", type=int, default=DEFAULT_PRETRAIN_EPOCHS)
+    p.add_argument("--pretrain-epochs", type=int, help=PRETRAIN_EPOCHS_HELP)
     _add_federation_size_args(p)
     _add_config_args(p)
     p.set_defaults(func=_demo)
@@ -142,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--holdout-site", type=int, help="train on the other sites, evaluate on this one (0-based)")
     p.add_argument("--engine", choices=("ray", "inprocess"), default="ray")
     p.add_argument("--resume", action="store_true", help="continue each run from its last round checkpoint")
-    p.add_argument("--pretrain-epochs", type=int, default=DEFAULT_PRETRAIN_EPOCHS)
+    p.add_argument("--pretrain-epochs", type=int, help=PRETRAIN_EPOCHS_HELP)
     _add_config_args(p)
     p.set_defaults(func=_simulate)
     return parser

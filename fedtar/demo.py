@@ -64,7 +64,7 @@ def train_central(model: ReportGenerator, sites: list[SiteData], cfg: FedTARConf
         log.info("central epoch %d/%d: train loss %.3f", epoch + 1, epochs, stats.loss)
 
 
-def run_demo(out: str | Path, cfg: FedTARConfig, epochs: int = 8, pretrain_epochs: int = 12,
+def run_demo(out: str | Path, cfg: FedTARConfig, epochs: int = 8, pretrain_epochs: int | None = None,
              synth: SyntheticConfig = SyntheticConfig(), base_dir: str | Path | None = None) -> DemoResult:
     start = time.time()
     out = Path(out)

@@ -29,6 +29,7 @@ from fedtar.training import mean_loss, resolve_device, train_local
 
 log = logging.getLogger(__name__)
 PRETRAIN_FILE = "pretrain.json"
+DEFAULT_PRETRAIN_EPOCHS = 15
 
 
 class FindingProbe(nn.Module):
@@ -56,10 +57,11 @@ def public_pool_config(seed: int = 0, patients: int = 100) -> SyntheticConfig:
                            first_site_index=100)
 
 
-def pretrain_base(out: str | Path, cfg: FedTARConfig, epochs: int = 12, lr: float = 1e-3,
+def pretrain_base(out: str | Path, cfg: FedTARConfig, epochs: int | None = None, lr: float = 1e-3,
                   pool: SyntheticConfig | None = None) -> Path:
     """Train (or reuse, when the cache matches) a base on the public pool; return its folder."""
     out = Path(out)
+    epochs = DEFAULT_PRETRAIN_EPOCHS if epochs is None else epochs
     pool = pool or public_pool_config(cfg.train.seed)
     flat = cfg.to_flat()
     key = {"architecture": {k: flat[k] for k in ARCHITECTURE_KEYS}, "prior": flat["model.prior"],
