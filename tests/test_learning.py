@@ -66,6 +66,8 @@ def test_short_training_beats_the_untrained_model(bases, federation):
 def test_prior_conditioning_improves_comparison_to_prior(bases, federation):
     with_prior, _ = held_out(*load_model(bases("both")), federation)
     without, _ = held_out(*load_model(bases("none")), federation)
+    print("comparison-to-prior accuracy: with prior", round(with_prior.overall["cmp_acc"], 3),
+          "without", round(without.overall["cmp_acc"], 3))
     assert with_prior.overall["cmp_n"] > 60
     assert with_prior.overall["cmp_acc"] > without.overall["cmp_acc"] + 0.1, \
         (with_prior.overall["cmp_acc"], without.overall["cmp_acc"])
