@@ -19,10 +19,10 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord
 from flwr.serverapp import Grid
 
-from aggregator.checkpoint import load_checkpoint, save_checkpoint
+from aggregator.checkpoint import FINAL_STATE_FILE, RESULTS_FILE, RUN_FILE, load_checkpoint, save_checkpoint
 from aggregator.strategies import STRATEGIES, FederatedStrategy, Scaffold
 from data_adapters.dataset import concat_exams
-from data_adapters.synthetic import federation_manifests
+from data_adapters.records import find_manifests
 from fedtar.config import FedTARConfig
 from fedtar.model import adapt_model, load_model
 from fedtar.parameters import get_travelling_state, set_travelling_state, state_from_record, travelling_specs
@@ -30,7 +30,6 @@ from fedtar.site import load_site
 from fedtar.training import validation_gradient
 
 log = logging.getLogger("fedtar.server")
-RESULTS_FILE, FINAL_STATE_FILE = "results.json", "final_state.pt"
 
 
 @dataclass
@@ -59,7 +58,7 @@ class ServerValidation:
         base, tokenizer = load_model(base_dir)
         torch.manual_seed(cfg.train.seed)
         self.model = adapt_model(base, cfg)
-        manifests = federation_manifests(data_root)
+        manifests = find_manifests(data_root)
         if data_sites:  # only the training sites: a held-out site must not steer the policy
             manifests = [manifests[int(i)] for i in data_sites.split(",")]
         sites = [load_site(m, tokenizer, cfg) for m in manifests]
@@ -102,6 +101,9 @@ def run_federation(grid: Grid, cfg: FedTARConfig, paths: RunPaths) -> Federation
     fed = cfg.federation
     out = Path(paths.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    # What `fedtar evaluate --model OUT` needs to rebuild the final model: the base and the config.
+    (out / RUN_FILE).write_text(json.dumps({"base_dir": str(Path(paths.base_dir).resolve()),
+                                            "config": cfg.to_flat()}, indent=2, default=str))
     base, _ = load_model(paths.base_dir)
     torch.manual_seed(cfg.train.seed)
     model = adapt_model(base, cfg)

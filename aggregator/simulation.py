@@ -24,9 +24,10 @@ from typing import Any
 import torch
 
 from aggregator.server_app import make_server_app, run_from_values
-from aggregator.server_loop import FINAL_STATE_FILE, RESULTS_FILE
+from aggregator.checkpoint import FINAL_STATE_FILE, RESULTS_FILE
 from clients.client_app import app as client_app
 from clients.site_runtime import evaluate_site, site_runtime
+from data_adapters.records import find_manifests
 from data_adapters.synthetic import SyntheticConfig, ensure_federation
 from fedtar.config import FedTARConfig, apply_overrides
 from fedtar.demo import train_central
@@ -93,11 +94,16 @@ def _centralized(cfg: FedTARConfig, base_dir: Path, manifests: list[Path], test_
 
 
 def run_simulations(out: str | Path, cfg: FedTARConfig, plan: SimulationPlan,
-                    synth: SyntheticConfig = SyntheticConfig(), base_dir: str | Path | None = None
-                    ) -> list[RunSummary]:
+                    synth: SyntheticConfig = SyntheticConfig(), base_dir: str | Path | None = None,
+                    data: str | None = None) -> list[RunSummary]:
+    """`data`: prepared manifests (a federation folder or a comma list of manifest files) to use
+    instead of the synthetic federation written under OUT/federation."""
     out = Path(out)
-    data_root = out / "federation"
-    manifests = ensure_federation(data_root, synth)
+    if data:
+        data_root, manifests = data, find_manifests(data)
+    else:
+        data_root = str(out / "federation")
+        manifests = ensure_federation(data_root, synth)
     # A given base is used as it is; otherwise the cached public-pool base (trained if missing).
     base_dir = Path(base_dir) if base_dir else pretrain_base(out / "base", cfg, epochs=plan.pretrain_epochs)
     sites = list(range(len(manifests)))
@@ -122,7 +128,7 @@ def run_simulations(out: str | Path, cfg: FedTARConfig, plan: SimulationPlan,
                                                                indent=2, default=float))
                 summaries.append(RunSummary(strategy, seed, "completed", metrics, [], run_dir))
                 continue
-            values = {**run_cfg.to_flat(), "base-dir": str(base_dir), "data-root": str(data_root),
+            values = {**run_cfg.to_flat(), "base-dir": str(base_dir), "data-root": data_root,
                       "out-dir": str(run_dir), "data-sites": ",".join(map(str, sites)), "resume": plan.resume}
             _engine_run(values, len(sites), plan.engine)
             result = json.loads((run_dir / RESULTS_FILE).read_text())

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from data_adapters.synthetic import federation_manifests
+from data_adapters.records import find_manifests
 from fedtar.config import FedTARConfig, apply_overrides
 from fedtar.evaluation import REPORT_COLUMNS, evaluate_model
 from fedtar.model import ReportGenerator, adapt_model, load_model
@@ -58,7 +58,7 @@ def resolve_manifest(node_config: dict, data_root: str | None, data_sites: str =
     if not data_root or "partition-id" not in node_config:
         raise ValueError("node config needs 'manifest' (a site's manifest.csv), or 'partition-id' with a "
                          "data root in the run config")
-    manifests = federation_manifests(data_root)
+    manifests = find_manifests(data_root)
     if data_sites:
         manifests = [manifests[int(i)] for i in str(data_sites).split(",")]
     pid = int(node_config["partition-id"])
@@ -144,6 +144,8 @@ def evaluate_site(rt: SiteRuntime, state: State, split: str = "test") -> dict[st
     """Aggregate metrics of the site's held-out patients: overall and per visit index."""
     set_travelling_state(rt.model, state)
     exams = rt.site.split(split)
+    if not exams.num_examples():  # a site may hold no patient of the split (weight 0 in the means)
+        return {"num-examples": 0.0}
     ev = evaluate_model(rt.model, [exams], rt.tokenizer, num_beams=rt.cfg.client.eval_beams,
                         with_meteor=rt.cfg.client.eval_meteor)
     out = {c: float(ev.overall.get(c, float("nan"))) for c in REPORT_COLUMNS}

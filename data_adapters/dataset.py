@@ -19,13 +19,19 @@ from monai.transforms import Compose, LoadImage, Resize, ScaleIntensity
 from fedtar.demographics import profile_vectors
 from fedtar.tokenizer import ReportTokenizer
 
+from .ct import volume_transform
 from .records import ExamRecord, Manifest, SkippedRow, assign_visits, read_manifest
 
 log = logging.getLogger(__name__)
 
 
-def image_transform(image_size: int) -> Compose:
-    """Load (PNG/JPG via PIL, DICOM/NIfTI via MONAI readers), scale to [0, 1], resize."""
+def image_transform(image_size: int, volume_depth: int = 0, hu_windows: Sequence[str] = (),
+                    voxel_spacing: Sequence[float] = ()) -> Compose:
+    """Radiographs: load (PNG/JPG via PIL), scale to [0, 1], resize.
+    CT (volume_depth > 0): NIfTI HU volumes as one channel per HU window (data_adapters.ct)."""
+    if volume_depth:
+        return volume_transform(image_size, volume_depth, hu_windows or ("lung", "mediastinal", "bone"),
+                                voxel_spacing)
     return Compose([
         LoadImage(image_only=True, ensure_channel_first=True),
         ScaleIntensity(minv=0.0, maxv=1.0),
@@ -132,6 +138,7 @@ def load_exams(
     max_tokens: int = 96,
     section: str = "findings",
     profile_features: Sequence[str] = ("hash", "age", "sex"),
+    transform: Compose | None = None,
 ) -> ExamTensors:
     """Load exams into tensors; rows whose image cannot be read are skipped and listed."""
     if isinstance(source, (str, Path)):
@@ -140,7 +147,7 @@ def load_exams(
         records, skipped, origin = source.records, list(source.skipped), source.path
     else:
         records, skipped, origin = list(source), [], Path("<records>")
-    load = image_transform(image_size)
+    load = transform or image_transform(image_size)
     image_of: dict[int, torch.Tensor] = {}
     for r in records:
         try:

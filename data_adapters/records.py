@@ -53,6 +53,7 @@ SEX_VALUES: dict[str, str] = {
     "o": "O", "other": "O", "u": "U", "unknown": "U",
 }
 SPLITS: tuple[str, ...] = ("train", "validate", "test")
+FEDERATION_FILE = "federation.json"  # a federation folder's list of site manifests
 
 
 class ManifestError(ValueError):
@@ -95,7 +96,7 @@ class SkippedRow:
     reason: str
 
     def __str__(self) -> str:
-        return f"{self.path}:{self.line}: {self.reason}"
+        return f"{self.path}:{self.line}: {self.reason}" if self.line else f"{self.path}: {self.reason}"
 
 
 @dataclass
@@ -228,3 +229,23 @@ def write_manifest(path: str | Path, records: list[ExamRecord]) -> None:
                 "changes": json.dumps(r.changes, sort_keys=True),
                 "split": r.split,
             })
+
+
+def find_manifests(spec: str | Path) -> list[Path]:
+    """Site manifests from a federation folder (its federation.json, else its */manifest.csv,
+    in name order) or from a comma-separated list of manifest files."""
+    text = str(spec)
+    if "," in text or text.endswith(".csv"):
+        paths = [Path(p.strip()) for p in text.split(",") if p.strip()]
+    else:
+        root = Path(text)
+        if (root / FEDERATION_FILE).is_file():
+            paths = [root / m for m in json.loads((root / FEDERATION_FILE).read_text())["manifests"]]
+        else:
+            paths = sorted(root.glob("*/manifest.csv"))
+            if not paths:
+                raise FileNotFoundError(f"{root}: no {FEDERATION_FILE} and no */manifest.csv: not a federation folder")
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"manifest(s) not found: {', '.join(missing)}")
+    return paths

@@ -28,7 +28,7 @@ DEFAULT_TARGETS: tuple[str, ...] = (
     "attention.q_proj", "attention.k_proj", "attention.v_proj", "attention.o_proj", "mlp.fc1", "mlp.fc2",
     "attention.query", "attention.key", "attention.value",
     "projection_query", "projection_key", "projection_value", "pwconv1", "pwconv2",
-    "attention.output.dense", "intermediate.dense", "output.dense",
+    "attention.output.dense", "intermediate.dense", "output.dense", "attn.qkv", "attn.out_proj",
     "attn.c_attn", "attn.c_proj", "crossattention.c_attn", "crossattention.q_attn",
     "crossattention.c_proj", "mlp.c_fc", "mlp.c_proj",
     "visual_proj",  # the encoder-to-decoder projection of fedtar.model

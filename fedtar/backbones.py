@@ -35,6 +35,8 @@ from transformers import (
     ViTModel,
 )
 
+from fedtar.volume_encoder import tiny_volume_config  # also registers the 3D encoder with AutoModel
+
 log = logging.getLogger(__name__)
 
 
@@ -45,19 +47,23 @@ class Backbone:
     new_parameters: list[str] = field(default_factory=list)  # not in the checkpoint: must train
 
 
-TINY_ENCODERS = ("tiny", "tiny-resnet", "tiny-convnext", "tiny-vit")
+TINY_ENCODERS = ("tiny", "tiny-resnet", "tiny-convnext", "tiny-vit", "tiny-3d")
 
 
 def tiny_encoder_config(image_size: int, channels: int, hidden: int, layers: int, heads: int,
-                        patch: int, kind: str = "tiny-vit") -> PretrainedConfig:
+                        patch: int, kind: str = "tiny-vit", depth: int = 0) -> PretrainedConfig:
     """A small encoder config.
 
     "tiny"/"tiny-resnet": a 3-stage ResNet. Its BatchNorm lets it learn findings from a few
     hundred steps on a few thousand images, where ViT and ConvNeXt (LayerNorm) stayed at the
     majority class in our measurements; it has no Linear layers, so LoRA adapts the visual
     projection rather than the encoder. "tiny-convnext" (LoRA on its 1x1 Linear layers) and
-    "tiny-vit" are there for comparison.
+    "tiny-vit" are there for comparison. "tiny-3d": MONAI's ViT on (C, size, size, depth) CT volumes.
     """
+    if kind == "tiny-3d":
+        if depth <= 0:
+            raise ValueError('model.encoder = "tiny-3d" needs data.volume_depth > 0 (CT volumes)')
+        return tiny_volume_config(image_size, depth, channels, hidden, layers, heads)
     if kind in ("tiny", "tiny-resnet"):
         widths = [max(hidden // 4, 8), max(hidden // 2, 8), hidden]
         return ResNetConfig(num_channels=channels, embedding_size=widths[0], hidden_sizes=widths,

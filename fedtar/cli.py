@@ -75,7 +75,7 @@ def _simulate(args: argparse.Namespace) -> int:
                           holdout_site=args.holdout_site, engine=args.engine, pretrain_epochs=args.pretrain_epochs,
                           resume=args.resume)
     synth = SyntheticConfig(sites=args.sites, patients=args.patients, visits=args.visits)
-    summaries = run_simulations(args.out, cfg, plan, synth, base_dir=args.base)
+    summaries = run_simulations(args.out, cfg, plan, synth, base_dir=args.base, data=args.data)
     where = f"held-out site {args.holdout_site}" if args.holdout_site is not None else "test patients of every site"
     print(f"\nFinal global model on {where} (mean ± std over seeds {args.seeds}):")
     print(comparison_table(summaries))
@@ -89,6 +89,50 @@ def _simulate(args: argparse.Namespace) -> int:
     for s in failed:
         print(f"run {s.strategy} seed {s.seed} did not complete; see {s.out_dir / 'results.json'}")
     return 1 if failed else 0
+
+
+def _pseudonymizer(args: argparse.Namespace):
+    from data_adapters.deid import Pseudonymizer, load_or_create_secret
+
+    return Pseudonymizer(load_or_create_secret(Path(args.secret).expanduser()), args.date_shift_days)
+
+
+def _prepare_mimic(args: argparse.Namespace) -> int:
+    from data_adapters.mimic_cxr import MimicOptions, prepare_mimic_cxr
+
+    opts = MimicOptions(sites=args.sites, partition=args.partition, dirichlet_alpha=args.alpha, views=args.views,
+                        per_study=args.per_study, image_size=args.image_size, seed=args.seed)
+    prepared = prepare_mimic_cxr(args.root, args.patients, args.out, _pseudonymizer(args), opts, args.reports)
+    print(prepared.summary)
+    print(f"\nWrote {len(prepared.manifests)} site manifest(s) under {Path(args.out).resolve()}")
+    return 0 if prepared.manifests else 1
+
+
+def _prepare_dicom(args: argparse.Namespace) -> int:
+    from data_adapters.dicom import DicomOptions, prepare_dicom
+
+    opts = DicomOptions(site_id=args.site_id, modality=args.modality, views=args.views, per_study=args.per_study,
+                        image_size=args.image_size)
+    prepared = prepare_dicom(args.root, args.out, _pseudonymizer(args), opts, args.reports_csv)
+    print(prepared.summary)
+    print(f"\nWrote {len(prepared.manifests)} site manifest(s) under {Path(args.out).resolve()}")
+    return 0 if prepared.manifests else 1
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from aggregator.checkpoint import load_trained
+    from data_adapters.records import find_manifests
+    from fedtar.evaluation import STANDARD_COLUMNS, evaluate_manifests, write_generated
+    from fedtar.tables import format_table
+
+    model, tokenizer = load_trained(args.model)
+    ev, parts = evaluate_manifests(model, tokenizer, find_manifests(args.data), args.split, args.beams,
+                                   not args.no_meteor)
+    path = write_generated(args.out, parts, ev)
+    print(f"{args.split} split: {len(ev.generated)} exams from {len(parts)} site(s)")
+    print(format_table(list(STANDARD_COLUMNS), [[ev.overall.get(c, float("nan")) for c in STANDARD_COLUMNS]]))
+    print(f"\nGenerated reports: {path.resolve()}")
+    return 0
 
 
 def _add_federation_size_args(p: argparse.ArgumentParser) -> None:
@@ -141,11 +185,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, help="federation rounds (default: federation.rounds)")
     _add_federation_size_args(p)
     p.add_argument("--holdout-site", type=int, help="train on the other sites, evaluate on this one (0-based)")
+    p.add_argument("--data", help="prepared manifests instead of the synthetic federation: a folder written by "
+                   "`fedtar prepare` (or with */manifest.csv) or a comma list of manifest files")
     p.add_argument("--engine", choices=("ray", "inprocess"), default="ray")
     p.add_argument("--resume", action="store_true", help="continue each run from its last round checkpoint")
     p.add_argument("--pretrain-epochs", type=int, help=PRETRAIN_EPOCHS_HELP)
     _add_config_args(p)
     p.set_defaults(func=_simulate)
+
+    p = sub.add_parser("prepare", help="turn a real archive into de-identified site manifests")
+    kinds = p.add_subparsers(dest="kind", required=True)
+    m = kinds.add_parser("mimic-cxr", help="MIMIC-CXR-JPG or MIMIC-CXR DICOM + MIMIC-IV patients.csv")
+    m.add_argument("--root", required=True, help="folder with files/ and the mimic-cxr-2.0.0-*.csv(.gz) tables")
+    m.add_argument("--patients", required=True, help="MIMIC-IV hosp/patients.csv(.gz)")
+    m.add_argument("--reports", help="folder whose files/pXX/pSUBJECT/sSTUDY.txt are the reports (default: ROOT)")
+    m.add_argument("--sites", type=int, default=4)
+    m.add_argument("--partition", choices=("iid", "demographic", "year"), default="iid")
+    m.add_argument("--alpha", type=float, default=0.5, help="Dirichlet concentration of --partition demographic")
+    m.add_argument("--seed", type=int, default=0)
+    d = kinds.add_parser("dicom", help="a hospital DICOM export (any layout) with SR or text reports")
+    d.add_argument("--root", required=True, help="the exported DICOM folder (read only)")
+    d.add_argument("--reports-csv", help="CSV: report_path and study_instance_uid or accession_number")
+    d.add_argument("--site-id", default="site1")
+    d.add_argument("--modality", choices=("xray", "ct"), default="xray",
+                   help="radiographs (CR, DX) as PNG, or CT series as NIfTI volumes in HU")
+    for q in (m, d):
+        q.add_argument("--out", required=True, help="output folder (refused inside the source archive)")
+        q.add_argument("--secret", default="~/.fedtar/site-secret",
+                       help="site secret for keyed pseudonyms (created, owner-only, if missing; keep it)")
+        q.add_argument("--date-shift-days", type=int, default=0, help="shift each patient's dates by a keyed "
+                       "offset in [-N, N] days (intervals are kept)")
+        q.add_argument("--views", choices=("frontal", "all"), default="frontal")
+        q.add_argument("--per-study", choices=("one", "all"), default="one", help="images kept per study")
+        q.add_argument("--image-size", type=int, default=512, help="longer side of written PNGs (0: keep)")
+    m.set_defaults(func=_prepare_mimic)
+    d.set_defaults(func=_prepare_dicom)
+
+    p = sub.add_parser("evaluate", help="generate reports for a split of prepared manifests and score them")
+    p.add_argument("--model", required=True, help="a saved model folder or a finished run's folder")
+    p.add_argument("--data", required=True, help="federation folder or comma list of manifests")
+    p.add_argument("--split", default="test", choices=("train", "validate", "test"))
+    p.add_argument("--beams", type=int, default=1, help="beam width (1: greedy)")
+    p.add_argument("--no-meteor", action="store_true", help="skip METEOR (it needs Java)")
+    p.add_argument("--out", default="generated_reports.csv", help="CSV of generated and reference reports")
+    p.set_defaults(func=_evaluate)
     return parser
 
 

@@ -31,13 +31,18 @@ class DataConfig:
     max_tokens: int = 96
     min_word_frequency: int = 1      # tokenizer vocabulary threshold
     batch_size: int = 16
+    # CT volumes (NIfTI in HU): depth > 0 loads (windows, image_size, image_size, depth) volumes
+    # through data_adapters.ct.volume_transform; use with model.encoder = "tiny-3d".
+    volume_depth: int = 0
+    hu_windows: tuple[str, ...] = ("lung", "mediastinal", "bone")
+    voxel_spacing: tuple[float, ...] = ()  # mm (x, y, z) to resample to; empty: keep the scan's
 
 
 @dataclass
 class ModelConfig:
-    # "tiny" (a small ConvNeXt; "tiny-vit" for a ViT) and "tiny" decoder (GPT-2) build small
-    # random models from the sizes below (tests, demo); anything else is a hub id or a local
-    # folder for from_pretrained.
+    # "tiny" (a small ResNet; "tiny-convnext", "tiny-vit"; "tiny-3d": MONAI's 3D ViT for CT
+    # volumes) and "tiny" decoder (GPT-2) build small random models from the sizes below (tests,
+    # demo); anything else is a hub id or a local folder for from_pretrained.
     encoder: str = "tiny"
     decoder: str = "tiny"
     hidden_size: int = 128

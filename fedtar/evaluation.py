@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import csv
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from data_adapters.dataset import ExamTensors
 from data_adapters.synthetic.phrasing import demographic_accuracy
 from fedtar.metrics import METRIC_COLUMNS, evaluate_by_visit, evaluate_reports
 from fedtar.model import ReportGenerator
+from fedtar.site import load_site
 from fedtar.tokenizer import ReportTokenizer
 from fedtar.training import generate_reports
 
@@ -44,3 +48,33 @@ def evaluate_model(model: ReportGenerator, parts: list[ExamTensors],
     # Age- and sex-dependent statements: meaningful on the synthetic federation only.
     overall["demo_acc"] = demographic_accuracy(gen, ref)
     return Evaluation(overall, evaluate_by_visit(gen, ref, visits), gen, ref, visits)
+
+
+# The standard report-generation table (as in MIMIC-CXR papers), for `fedtar evaluate`.
+STANDARD_COLUMNS = ("bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "cider",
+                    "ce_precision", "ce_recall", "ce_f1")
+GENERATED_COLUMNS = ("site_id", "patient_id", "visit_index", "study_date", "generated", "reference")
+
+
+def evaluate_manifests(model: ReportGenerator, tokenizer: ReportTokenizer, manifests: Sequence[Path],
+                       split: str = "test", num_beams: int = 1, with_meteor: bool = True
+                       ) -> tuple[Evaluation, list[ExamTensors]]:
+    """A trained model on one split of several sites' manifests (each site fits its own GMM)."""
+    parts = [load_site(m, tokenizer, model.cfg).split(split) for m in manifests]
+    parts = [p for p in parts if p.num_examples()]
+    if not parts:
+        raise ValueError(f"no {split!r} exams in {', '.join(map(str, manifests))}")
+    return evaluate_model(model, parts, tokenizer, num_beams, with_meteor), parts
+
+
+def write_generated(path: str | Path, parts: Sequence[ExamTensors], evaluation: Evaluation) -> Path:
+    """One row per evaluated exam: pseudonymous keys, generated and reference report."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    records = [p.records[i] for p in parts for i in p.rows().tolist()]
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(GENERATED_COLUMNS)
+        for r, gen, ref in zip(records, evaluation.generated, evaluation.references):
+            writer.writerow([r.site_id, r.patient_id, r.visit_index, r.study_date.isoformat(), gen, ref])
+    return path

@@ -259,7 +259,8 @@ def build_model(cfg: FedTARConfig, tokenizer: ReportTokenizer) -> ReportGenerato
     new_params: list[str] = []
     if m.encoder in TINY_ENCODERS:
         encoder = encoder_from_config(tiny_encoder_config(cfg.data.image_size, m.image_channels, m.hidden_size,
-                                                          m.layers, m.heads, m.patch_size, m.encoder))
+                                                          m.layers, m.heads, m.patch_size, m.encoder,
+                                                          cfg.data.volume_depth))
     else:
         enc = load_encoder(m.encoder)
         encoder, new_params = enc.module, new_params + [f"encoder.{n}" for n in enc.new_parameters]
@@ -294,7 +295,8 @@ def finalize_trainable(model: ReportGenerator, cfg: FedTARConfig, new_params: li
 
 
 ARCHITECTURE_KEYS = ("model.encoder", "model.decoder", "model.hidden_size", "model.layers", "model.heads",
-                     "model.patch_size", "model.image_channels", "data.image_size", "data.max_tokens")
+                     "model.patch_size", "model.image_channels", "data.image_size", "data.max_tokens",
+                     "data.volume_depth")
 
 
 def adapt_model(base: ReportGenerator, cfg: FedTARConfig) -> ReportGenerator:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from data_adapters.dataset import ExamTensors, load_exams
+from data_adapters.dataset import ExamTensors, image_transform, load_exams
 from data_adapters.records import ExamRecord, Manifest, read_manifest
 from fedtar.config import FedTARConfig
 from fedtar.demographics import PatientAssigner
@@ -34,8 +34,9 @@ def load_site(source: str | Path | Manifest | list[ExamRecord], tokenizer: Repor
               cfg: FedTARConfig, name: str | None = None) -> SiteData:
     """Load a manifest and fit the site's GMM on its training patients' profiles."""
     manifest = read_manifest(source) if isinstance(source, (str, Path)) else source
-    exams = load_exams(manifest, tokenizer, cfg.data.image_size, cfg.data.max_tokens, cfg.data.section,
-                       cfg.demographics.features)
+    d = cfg.data
+    exams = load_exams(manifest, tokenizer, d.image_size, d.max_tokens, d.section, cfg.demographics.features,
+                       image_transform(d.image_size, d.volume_depth, d.hu_windows, d.voxel_spacing))
     if not len(exams):
         where = getattr(manifest, "path", "<records>")
         raise ValueError(f"{where}: no usable exams ({len(exams.skipped)} rows skipped)")

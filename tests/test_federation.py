@@ -116,8 +116,8 @@ def test_sites_send_only_declared_tensors_and_numbers(tiny_base, tiny_federation
     assert records == ["global"]
     texts = []
     from data_adapters.records import read_manifest
-    from data_adapters.synthetic import federation_manifests
-    for m in federation_manifests(tiny_federation):
+    from data_adapters.records import find_manifests
+    for m in find_manifests(tiny_federation):
         for r in read_manifest(m).records:
             texts += [r.patient_id, r.findings.split(".")[0]]
     assert grid.replies

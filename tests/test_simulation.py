@@ -9,7 +9,8 @@ import torch
 from aggregator.simulation import SimulationPlan, comparison_table, run_simulations
 from clients.site_runtime import evaluate_site, site_runtime
 from conftest import TINY_FED
-from data_adapters.synthetic import SyntheticConfig, federation_manifests
+from data_adapters.records import find_manifests
+from data_adapters.synthetic import SyntheticConfig
 from fedtar.config import load_config
 from fedtar.model import adapt_model, load_model
 from fedtar.parameters import get_travelling_state
@@ -36,7 +37,7 @@ def test_ray_simulation_three_sites_two_rounds_beats_the_untrained_model(tiny_ba
     untrained = get_travelling_state(adapt_model(base, cfg))
     flat = cfg.to_flat()
     before = [evaluate_site(site_runtime(flat, tiny_base, m, i), untrained)
-              for i, m in enumerate(federation_manifests(tmp_path / "federation"))]
+              for i, m in enumerate(find_manifests(tmp_path / "federation"))]
     n = sum(b["num-examples"] for b in before)
     loss_before = sum(b["loss"] * b["num-examples"] for b in before) / n
     assert run.metrics["loss"] < loss_before - 0.3, (run.metrics["loss"], loss_before)

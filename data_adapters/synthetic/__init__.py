@@ -1,5 +1,5 @@
 """The embedded synthetic longitudinal federation (the platform's default data)."""
 
-from .federation import SyntheticConfig, ensure_federation, federation_manifests, generate_federation
+from .federation import SyntheticConfig, ensure_federation, generate_federation
 
-__all__ = ["SyntheticConfig", "ensure_federation", "federation_manifests", "generate_federation"]
+__all__ = ["SyntheticConfig", "ensure_federation", "generate_federation"]

@@ -19,13 +19,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from data_adapters.records import ExamRecord, write_manifest
+from data_adapters.records import FEDERATION_FILE, ExamRecord, find_manifests, write_manifest
 
 from .images import render
 from .patients import SIMULATED_FINDINGS, Patient, SiteProfile, make_patient, make_site
 from .phrasing import write_report
 
-FEDERATION_FILE = "federation.json"
 
 
 @dataclass(frozen=True)
@@ -103,16 +102,9 @@ def generate_federation(out: str | Path, cfg: SyntheticConfig = SyntheticConfig(
     return manifests
 
 
-def federation_manifests(root: str | Path) -> list[Path]:
-    """The manifests of a federation folder written by generate_federation."""
-    root = Path(root)
-    meta = json.loads((root / FEDERATION_FILE).read_text())
-    return [root / m for m in meta["manifests"]]
-
-
 def ensure_federation(root: str | Path, cfg: SyntheticConfig = SyntheticConfig()) -> list[Path]:
     """The federation's manifests, writing it first if the folder has none."""
     root = Path(root)
     if (root / FEDERATION_FILE).is_file():
-        return federation_manifests(root)
+        return find_manifests(root)
     return generate_federation(root, cfg)

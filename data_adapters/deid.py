@@ -1,0 +1,122 @@
+"""De-identification applied before anything is written to a manifest or a cache.
+
+- Patient identifiers become keyed pseudonyms: HMAC-SHA256(site secret, source id).
+  The same patient gets the same pseudonym at a site for as long as the site keeps
+  its secret; without the secret the mapping cannot be recomputed or reversed.
+- Dates can be shifted per patient by a keyed offset (same offset for all of a
+  patient's exams, so intervals between visits are kept exactly).
+- DICOM attributes of the PS3.15 Annex E basic profile are never copied: adapters
+  read only the attributes in ``ALLOWED_ATTRIBUTES`` (none of which is in the profile).
+- Identifiers that appear inside report text (patient ID, name, accession number)
+  are replaced by ``___``, the placeholder MIMIC-CXR uses.
+- ``ensure_outside`` refuses an output folder inside the source archive.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import logging
+import os
+import re
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+# PS3.15 Annex E basic application level confidentiality profile: attributes that
+# identify the patient, the visit or the institution (the ones found in image and
+# SR headers; the full profile lists more, all of which are outside ALLOWED_ATTRIBUTES).
+BASIC_PROFILE_ATTRIBUTES: frozenset[str] = frozenset({
+    "AccessionNumber", "AcquisitionDate", "AcquisitionDateTime", "AcquisitionTime", "AdditionalPatientHistory",
+    "AdmittingDiagnosesDescription", "Allergies", "AuthorObserverSequence", "BranchOfService",
+    "ContentCreatorName", "ContentDate", "ContentTime", "CountryOfResidence", "CurrentPatientLocation",
+    "DerivationDescription", "DeviceSerialNumber", "EthnicGroup", "FrameOfReferenceUID", "ImageComments",
+    "InstanceCreationDate", "InstanceCreatorUID", "InstitutionAddress", "InstitutionName",
+    "InstitutionalDepartmentName", "IssuerOfPatientID", "MedicalRecordLocator", "MilitaryRank",
+    "NameOfPhysiciansReadingStudy", "Occupation", "OperatorsName", "OtherPatientIDs", "OtherPatientIDsSequence",
+    "OtherPatientNames", "PatientAddress", "PatientAge", "PatientBirthDate", "PatientBirthName",
+    "PatientBirthTime", "PatientComments", "PatientID", "PatientMotherBirthName", "PatientName",
+    "PatientReligiousPreference", "PatientSex", "PatientSize", "PatientTelephoneNumbers", "PatientWeight",
+    "PerformedProcedureStepDescription", "PerformedProcedureStepID", "PerformingPhysicianName",
+    "PersonName", "PhysiciansOfRecord", "ReferencedSOPInstanceUID", "ReferringPhysicianAddress",
+    "ReferringPhysicianName", "ReferringPhysicianTelephoneNumbers", "RequestingPhysician",
+    "ResponsiblePerson", "SeriesDate", "SeriesInstanceUID", "SOPInstanceUID", "StationName", "StudyDate",
+    "StudyDescription", "StudyID", "StudyInstanceUID", "StudyTime", "VerifyingObserverName",
+})
+# Attributes an adapter may read from a DICOM header. Identifying ones among them (ID,
+# sex, age, dates, UIDs) are read only to be pseudonymised, shifted or turned into
+# features, and are never written as they are.
+ALLOWED_ATTRIBUTES: frozenset[str] = frozenset({
+    "Modality", "ViewPosition", "PhotometricInterpretation", "RescaleSlope", "RescaleIntercept",
+    "WindowCenter", "WindowWidth", "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing",
+    "SliceThickness", "Rows", "Columns", "BitsAllocated", "SOPClassUID",
+})
+PLACEHOLDER = "___"
+
+
+@dataclass(frozen=True)
+class Pseudonymizer:
+    """Keyed pseudonyms and date shifts for one site."""
+
+    secret: bytes
+    max_date_shift_days: int = 0   # 0: dates kept; N: shift each patient by a keyed offset in [-N, N]
+
+    def _digest(self, purpose: str, value: str) -> bytes:
+        return hmac.new(self.secret, f"{purpose}\x00{value}".encode(), hashlib.sha256).digest()
+
+    def patient(self, source_id: str) -> str:
+        return "P" + self._digest("patient", source_id.strip()).hex()[:16]
+
+    def study(self, source_id: str) -> str:
+        return "S" + self._digest("study", source_id.strip()).hex()[:16]
+
+    def shift(self, source_patient_id: str, date: dt.date) -> dt.date:
+        if not self.max_date_shift_days:
+            return date
+        span = 2 * self.max_date_shift_days + 1
+        offset = int.from_bytes(self._digest("date", source_patient_id.strip())[:8], "big") % span
+        return date + dt.timedelta(days=offset - self.max_date_shift_days)
+
+
+def load_or_create_secret(path: str | Path) -> bytes:
+    """The site secret: read it, or create it (32 random bytes, owner-only) on first use."""
+    path = Path(path)
+    if path.is_file():
+        secret = bytes.fromhex(path.read_text().strip())
+        if len(secret) < 16:
+            raise ValueError(f"{path}: site secret too short (want at least 16 bytes as hex)")
+        return secret
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_bytes(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secret.hex() + "\n")
+    log.info("created a new site secret in %s: keep it to get the same pseudonyms next time", path)
+    return secret
+
+
+def scrub_text(text: str, identifiers: Iterable[str]) -> str:
+    """Replace identifiers (and each part of a DICOM PN name) found in report text."""
+    words: set[str] = set()
+    for ident in identifiers:
+        ident = (ident or "").strip()
+        if not ident:
+            continue
+        words.add(ident)
+        words.update(p for p in re.split(r"[\^\s,]+", ident) if len(p) >= 2)
+    for w in sorted(words, key=len, reverse=True):
+        text = re.sub(rf"(?<!\w){re.escape(w)}(?!\w)", PLACEHOLDER, text, flags=re.IGNORECASE)
+    return text
+
+
+def ensure_outside(source: str | Path, out: str | Path) -> None:
+    """Refuse to write into the source archive (or to write the archive's parent)."""
+    src, dst = Path(source).resolve(), Path(out).resolve()
+    if dst == src or src in dst.parents:
+        raise ValueError(f"refusing to write into the source archive: {dst} is inside {src}")
+    if dst in src.parents:
+        raise ValueError(f"refusing to write to {dst}: it contains the source archive {src}")

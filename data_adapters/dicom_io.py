@@ -1,0 +1,119 @@
+"""Reading DICOM pixels the way a viewer shows them, and CT series as HU volumes.
+
+Projection radiographs: modality rescale (slope/intercept) -> VOI window (the
+file's WindowCenter/WindowWidth, else the full range) -> [0, 1] -> inverted for
+MONOCHROME1, so a MONOCHROME1 file and its MONOCHROME2 equivalent give the
+same array. CT: each slice rescaled to Hounsfield units (slopes may differ per
+slice), slices ordered by their position along the slice normal (not by file
+name or InstanceNumber), and an affine in RAS for NIfTI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.errors import InvalidDicomError
+
+
+class DicomReadError(ValueError):
+    """A DICOM file that cannot be used; the message names the file and the problem."""
+
+
+def read_header(path: str | Path) -> pydicom.Dataset:
+    """Header only (no pixel data); raises DicomReadError for non-DICOM or truncated files."""
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=True)
+    except (InvalidDicomError, EOFError, OSError, ValueError, AttributeError) as e:
+        raise DicomReadError(f"{path}: not a readable DICOM file ({type(e).__name__}: {e})") from None
+
+
+def _pixels(ds: pydicom.Dataset, path: str | Path) -> np.ndarray:
+    try:
+        return np.asarray(ds.pixel_array, dtype=np.float64)
+    except Exception as e:  # truncated pixel data, unsupported transfer syntax, missing handler
+        raise DicomReadError(f"{path}: cannot decode pixel data ({type(e).__name__}: {e})") from None
+
+
+def _first(value: object) -> float | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, (pydicom.multival.MultiValue, list, tuple)):
+        value = value[0]
+    return float(value)
+
+
+def rescaled(ds: pydicom.Dataset, path: str | Path = "<dataset>") -> np.ndarray:
+    """Stored values -> modality values (HU for CT) with RescaleSlope/RescaleIntercept."""
+    slope = _first(ds.get("RescaleSlope")) or 1.0
+    intercept = _first(ds.get("RescaleIntercept")) or 0.0
+    return _pixels(ds, path) * slope + intercept
+
+
+def read_projection(path: str | Path, window: tuple[float, float] | None = None) -> np.ndarray:
+    """A radiograph as float32 in [0, 1], bright = dense, whatever the photometric interpretation."""
+    try:
+        ds = pydicom.dcmread(path)
+    except (InvalidDicomError, EOFError, OSError, ValueError, AttributeError) as e:
+        raise DicomReadError(f"{path}: not a readable DICOM file ({type(e).__name__}: {e})") from None
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip()
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise DicomReadError(f"{path}: photometric interpretation {photometric} is not a grayscale radiograph")
+    values = rescaled(ds, path)
+    if values.ndim != 2:
+        raise DicomReadError(f"{path}: expected one 2D frame, got pixel array of shape {values.shape}")
+    if window is None:
+        center, width = _first(ds.get("WindowCenter")), _first(ds.get("WindowWidth"))
+        window = (center, width) if center is not None and width else None
+    if window is not None:
+        low, high = window[0] - window[1] / 2, window[0] + window[1] / 2
+    else:
+        low, high = float(values.min()), float(values.max())
+    scaled = np.clip((values - low) / max(high - low, 1e-6), 0.0, 1.0)
+    if photometric == "MONOCHROME1":  # low values are displayed bright
+        scaled = 1.0 - scaled
+    return scaled.astype(np.float32)
+
+
+@dataclass
+class CTVolume:
+    hu: np.ndarray          # (Z, Y, X) float32 Hounsfield units, slices in anatomical order
+    affine: np.ndarray      # 4x4 voxel (x, y, z) -> RAS millimetres, for NIfTI
+    spacing: tuple[float, float, float]  # (z, y, x) mm
+
+
+def read_ct_series(paths: Sequence[str | Path]) -> CTVolume:
+    """One series' slices (any order) as a volume sorted along the slice normal."""
+    if not paths:
+        raise DicomReadError("empty CT series")
+    slices = []
+    for p in paths:
+        try:
+            ds = pydicom.dcmread(p)
+        except (InvalidDicomError, EOFError, OSError, ValueError, AttributeError) as e:
+            raise DicomReadError(f"{p}: not a readable DICOM file ({type(e).__name__}: {e})") from None
+        for attr in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"):
+            if attr not in ds:
+                raise DicomReadError(f"{p}: CT slice without {attr}")
+        slices.append((p, ds))
+    orientation = np.array(slices[0][1].ImageOrientationPatient, dtype=np.float64)
+    row_dir, col_dir = orientation[:3], orientation[3:]
+    normal = np.cross(row_dir, col_dir)
+    positions = [float(np.dot(np.array(ds.ImagePositionPatient, dtype=np.float64), normal)) for _, ds in slices]
+    order = np.argsort(positions, kind="stable")
+    ordered = [slices[i] for i in order]
+    hu = np.stack([rescaled(ds, p) for p, ds in ordered]).astype(np.float32)
+    sorted_pos = np.sort(positions)
+    dz = float(np.median(np.diff(sorted_pos))) if len(sorted_pos) > 1 else float(
+        _first(ordered[0][1].get("SliceThickness")) or 1.0)
+    if dz <= 0:
+        raise DicomReadError(f"{ordered[0][0]}: CT series with duplicate slice positions")
+    dy, dx = (float(v) for v in ordered[0][1].PixelSpacing)  # row spacing, column spacing
+    origin = np.array(ordered[0][1].ImagePositionPatient, dtype=np.float64)
+    lps = np.eye(4)
+    lps[:3, 0], lps[:3, 1], lps[:3, 2], lps[:3, 3] = row_dir * dx, col_dir * dy, normal * dz, origin
+    affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps  # LPS (DICOM) -> RAS (NIfTI)
+    return CTVolume(hu=hu, affine=affine, spacing=(dz, dy, dx))

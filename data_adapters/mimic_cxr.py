@@ -1,0 +1,262 @@
+"""MIMIC-CXR (JPG or DICOM release) to de-identified per-site manifests.
+
+Inputs, as PhysioNet distributes them (``.csv`` or ``.csv.gz``)::
+
+    ROOT/mimic-cxr-2.0.0-metadata.csv   dicom_id, subject_id, study_id, ViewPosition, StudyDate, StudyTime
+    ROOT/mimic-cxr-2.0.0-split.csv      dicom_id, study_id, subject_id, split (train / validate / test)
+    ROOT/mimic-cxr-2.0.0-chexpert.csv   subject_id, study_id, 14 CheXpert columns (optional)
+    ROOT/files/pXX/pSUBJECT/sSTUDY/DICOM_ID.jpg  (or .dcm, MIMIC-CXR's DICOM tree)
+    REPORTS/files/pXX/pSUBJECT/sSTUDY.txt        (REPORTS defaults to ROOT)
+    PATIENTS = MIMIC-IV hosp/patients.csv   subject_id, gender, anchor_age, anchor_year
+
+Age at exam: MIMIC shifts every date of a subject by one offset into the future
+and gives ``anchor_age``, the subject's age in ``anchor_year`` of that shifted
+timeline. So ``age = anchor_age + (year(StudyDate) - anchor_year)``, exact to
+the year (MIMIC-IV caps ages above 89 at 91; we keep that value).
+
+Visits: a subject's studies ordered by StudyDate then StudyTime. Views: frontal
+(PA preferred, then AP) by default; ``views="all"`` keeps laterals too
+(frontal first: the loader encodes the first image). Labels: CheXpert 1 ->
+2 (present), -1 -> 1 (uncertain), 0 -> 0, blank -> unknown. The official
+split is kept per study. Every subject (whatever its split) goes to one site:
+
+- ``iid``: by a hash of the subject id (seeded);
+- ``demographic``: subjects grouped by sex x age band (<40, 40-59, 60-79, 80+);
+  each group spread over the sites by proportions drawn from Dirichlet(alpha);
+- ``year``: subjects ordered by their first study date, cut into K blocks of
+  equal size (site 1 the earliest): temporal drift between sites.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .deid import Pseudonymizer, ensure_outside
+from .dicom_io import DicomReadError, read_projection
+from .prepared import PreparedData, read_table, save_png, stable_unit, write_prepared
+from .records import ExamRecord, SkippedRow
+from .report_sections import extract_sections
+
+log = logging.getLogger(__name__)
+
+METADATA, SPLIT, CHEXPERT = "mimic-cxr-2.0.0-metadata.csv", "mimic-cxr-2.0.0-split.csv", "mimic-cxr-2.0.0-chexpert.csv"
+CHEXPERT_LABELS = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Enlarged Cardiomediastinum",
+                   "Fracture", "Lung Lesion", "Lung Opacity", "No Finding", "Pleural Effusion", "Pleural Other",
+                   "Pneumonia", "Pneumothorax", "Support Devices")
+FRONTAL = ("PA", "AP")
+PARTITIONS = ("iid", "demographic", "year")
+AGE_BANDS = (40, 60, 80)
+
+
+@dataclass
+class MimicOptions:
+    sites: int = 4
+    partition: str = "iid"          # iid | demographic | year
+    dirichlet_alpha: float = 0.5    # demographic skew: smaller = more skewed
+    views: str = "frontal"          # frontal | all
+    per_study: str = "one"          # one | all images of the chosen views
+    image_size: int = 512           # longer side of the written PNG (0: keep)
+    date_shift_days: int = 0        # extra keyed shift per subject (MIMIC is shifted already)
+    seed: int = 0
+
+
+@dataclass
+class _Study:
+    subject: str
+    study: str
+    date: dt.datetime
+    line: int
+    images: list[tuple[str, str]]   # (dicom_id, ViewPosition)
+
+
+def _image_path(files: Path, subject: str, study: str, dicom_id: str) -> Path | None:
+    folder = files / f"p{subject[:2]}" / f"p{subject}" / f"s{study}"
+    for suffix in (".jpg", ".dcm", ".png"):
+        if (folder / f"{dicom_id}{suffix}").is_file():
+            return folder / f"{dicom_id}{suffix}"
+    return None
+
+
+def _load_image(path: Path) -> np.ndarray:
+    if path.suffix == ".dcm":
+        return read_projection(path)
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise ValueError(f"cannot decode image ({type(e).__name__})") from None
+
+
+def _study_datetime(date: str, time: str) -> dt.datetime:
+    day = dt.datetime.strptime(date.strip(), "%Y%m%d")
+    seconds = float(time) if time and time.strip() else 0.0
+    return day + dt.timedelta(seconds=int(seconds // 10000) * 3600 + int(seconds // 100 % 100) * 60
+                              + seconds % 100)
+
+
+def _chexpert(value: str) -> int | None:
+    value = value.strip()
+    if not value:
+        return None
+    return {1: 2, -1: 1, 0: 0}.get(int(float(value)))
+
+
+def _partition(subjects: dict[str, tuple[str, float, dt.datetime]], opts: MimicOptions) -> dict[str, int]:
+    """subject -> site index; every subject at exactly one site."""
+    k = opts.sites
+    if opts.partition == "iid":
+        return {s: int(stable_unit(s, f"site{opts.seed}") * k) for s in subjects}
+    if opts.partition == "year":
+        ordered = sorted(subjects, key=lambda s: (subjects[s][2], stable_unit(s)))
+        return {s: i * k // max(len(ordered), 1) for i, s in enumerate(ordered)}
+    if opts.partition == "demographic":
+        rng = np.random.default_rng(opts.seed)
+        groups: dict[tuple[str, int], list[str]] = defaultdict(list)
+        for s, (sex, age, _) in sorted(subjects.items()):
+            groups[(sex, int(np.searchsorted(AGE_BANDS, age, side="right")))].append(s)
+        site_of = {}
+        for key in sorted(groups):
+            members = sorted(groups[key], key=lambda s: stable_unit(s, f"order{opts.seed}"))
+            shares = rng.dirichlet([opts.dirichlet_alpha] * k)
+            cuts = np.floor(np.cumsum(shares) * len(members) + 0.5).astype(int)
+            for i, s in enumerate(members):
+                site_of[s] = min(int(np.searchsorted(cuts, i, side="right")), k - 1)
+        return site_of
+    raise ValueError(f"unknown partition {opts.partition!r} (want one of {', '.join(PARTITIONS)})")
+
+
+def prepare_mimic_cxr(root: str | Path, patients: str | Path, out: str | Path, pseudonymizer: Pseudonymizer,
+                      opts: MimicOptions = MimicOptions(), reports: str | Path | None = None) -> PreparedData:
+    root, out = Path(root), Path(out).resolve()
+    reports_root = Path(reports) if reports else root
+    for source in {root, reports_root, Path(patients).parent}:
+        ensure_outside(source, out)
+    if opts.views not in ("frontal", "all") or opts.per_study not in ("one", "all"):
+        raise ValueError("views must be frontal or all, per_study one or all")
+    skipped: list[SkippedRow] = []
+
+    def skip(path: Path, line: int, reason: str) -> None:
+        skipped.append(SkippedRow(Path(path.name), line, reason))
+
+    people: dict[str, tuple[str, int, int]] = {}
+    patients_path = Path(patients)
+    for line, row in read_table(patients_path, ("subject_id", "gender", "anchor_age", "anchor_year")):
+        try:
+            people[row["subject_id"].strip()] = (row["gender"].strip().upper()[:1] or "U",
+                                                 int(row["anchor_age"]), int(row["anchor_year"]))
+        except (ValueError, TypeError):
+            skip(patients_path, line, "unparsable anchor_age or anchor_year")
+    split_of: dict[str, str] = {}
+    split_path = root / SPLIT
+    for line, row in read_table(split_path, ("dicom_id", "study_id", "split")):
+        split_of[row["dicom_id"].strip()] = (row["split"] or "").strip()
+    labels_of: dict[str, dict[str, int]] = {}
+    if (root / CHEXPERT).is_file() or (root / f"{CHEXPERT}.gz").is_file():
+        for line, row in read_table(root / CHEXPERT, ("study_id",)):
+            try:
+                values = {name.lower().replace(" ", "_"): _chexpert(row.get(name) or "") for name in CHEXPERT_LABELS}
+            except (ValueError, TypeError):
+                skip(root / CHEXPERT, line, "unparsable CheXpert value")
+                continue
+            labels_of[row["study_id"].strip()] = {k: v for k, v in values.items() if v is not None}
+
+    meta_path = root / METADATA
+    studies: dict[str, _Study] = {}
+    for line, row in read_table(meta_path, ("dicom_id", "subject_id", "study_id", "ViewPosition", "StudyDate",
+                                            "StudyTime")):
+        subject, study = row["subject_id"].strip(), row["study_id"].strip()
+        try:
+            when = _study_datetime(row["StudyDate"], row["StudyTime"])
+        except (ValueError, TypeError):
+            skip(meta_path, line, f"unparsable StudyDate/StudyTime {row['StudyDate']!r} {row['StudyTime']!r}")
+            continue
+        entry = studies.setdefault(study, _Study(subject, study, when, line, []))
+        entry.images.append((row["dicom_id"].strip(), (row["ViewPosition"] or "").strip().upper()))
+
+    records_by_subject: dict[str, list[ExamRecord]] = defaultdict(list)
+    for st in sorted(studies.values(), key=lambda s: s.line):
+        pseudo_study = pseudonymizer.study(st.study)
+        where = f"(study {pseudo_study})"
+        if st.subject not in people:
+            skip(meta_path, st.line, f"subject not in {patients_path.name} {where}")
+            continue
+        views = [(d, v) for d, v in st.images if opts.views == "all" or v in FRONTAL]
+        views.sort(key=lambda dv: (FRONTAL.index(dv[1]) if dv[1] in FRONTAL else len(FRONTAL), dv[0]))
+        if not views:
+            skip(meta_path, st.line, f"no {opts.views} view {where}")
+            continue
+        report_path = reports_root / "files" / f"p{st.subject[:2]}" / f"p{st.subject}" / f"s{st.study}.txt"
+        if not report_path.is_file():
+            skip(meta_path, st.line, f"no report file {where}")
+            continue
+        sections = extract_sections(report_path.read_text(encoding="utf-8", errors="replace"))
+        if not sections.findings and not sections.impression:
+            skip(meta_path, st.line, f"report without findings or impression {where}")
+            continue
+        sex, anchor_age, anchor_year = people[st.subject]
+        pseudo = pseudonymizer.patient(st.subject)
+        images: list[Path] = []
+        for dicom_id, _ in views:
+            src = _image_path(root / "files", st.subject, st.study, dicom_id)
+            if src is None:
+                skip(meta_path, st.line, f"image {len(images) + 1} missing {where}")
+                continue
+            try:
+                pixels = _load_image(src)
+            except (ValueError, DicomReadError) as e:
+                skip(meta_path, st.line, f"unreadable image {where}: {str(e).split(': ')[-1]}")
+                continue
+            images.append(save_png(pixels, out / "images" / pseudo / f"{pseudo_study}-{len(images) + 1}.png",
+                                   opts.image_size))
+            if opts.per_study == "one":
+                break
+        if not images:
+            continue
+        split = split_of.get(views[0][0]) or next((split_of[d] for d, _ in views if d in split_of), "")
+        if split not in ("train", "validate", "test"):
+            skip(meta_path, st.line, f"not in {SPLIT} {where}")
+            continue
+        records_by_subject[st.subject].append(ExamRecord(
+            site_id="", patient_id=pseudo, visit_index=0,
+            study_date=pseudonymizer.shift(st.subject, st.date.date()), days_since_prior=0,
+            age=float(anchor_age + st.date.year - anchor_year), sex=sex if sex in "MF" else "U",
+            image_paths=images, findings=sections.findings, impression=sections.impression, split=split,
+            extras={"view": views[0][1]}, labels=labels_of.get(st.study, {}),
+        ))
+        records_by_subject[st.subject][-1].extras["_when"] = st.date.isoformat()
+    return _write_sites(out, records_by_subject, people, opts, skipped)
+
+
+def _write_sites(out: Path, by_subject: dict[str, list[ExamRecord]], people: dict[str, tuple[str, int, int]],
+                 opts: MimicOptions, skipped: list[SkippedRow]) -> PreparedData:
+    """Order studies into visits (date and time), assign sites, move images under each site."""
+    for records in by_subject.values():
+        records.sort(key=lambda r: r.extras.pop("_when"))
+    first = {s: (people[s][0], min(r.age for r in rs), min(r.study_date for r in rs))
+             for s, rs in by_subject.items()}
+    site_of = _partition(first, opts)
+    sites: dict[str, list[ExamRecord]] = {f"site{i + 1}": [] for i in range(opts.sites)}
+    for subject, records in by_subject.items():
+        name = f"site{site_of[subject] + 1}"
+        for r in records:
+            r.site_id = name
+            moved = []
+            for p in r.image_paths:
+                target = out / name / "images" / p.parent.name / p.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                p.replace(target)
+                moved.append(target)
+            r.image_paths = moved
+        sites[name].extend(records)
+    for folder in (out / "images").glob("*"):
+        folder.rmdir()
+    if (out / "images").is_dir():
+        (out / "images").rmdir()
+    return write_prepared(out, sites, skipped)
