@@ -23,6 +23,7 @@ LATEST = "latest.pt"
 # A finished run's folder: server results, the final global travelling state, and run.json
 # (the base and the config that rebuild the final model).
 RESULTS_FILE, FINAL_STATE_FILE, RUN_FILE = "results.json", "final_state.pt", "run.json"
+RECEIVED_FILE = "received.jsonl"  # digest of every reply the server received (see fedtar.audit)
 
 
 def save_checkpoint(folder: str | Path, server_round: int, global_state: dict[str, torch.Tensor],

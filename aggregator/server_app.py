@@ -9,7 +9,9 @@ its values bound (make_server_app).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from flwr.app import Context
@@ -17,6 +19,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from aggregator.server_loop import FederationResult, RunPaths, run_federation
 from fedtar.config import FedTARConfig, load_config
+from fedtar.model import ARCHITECTURE_KEYS, CONFIG_FILE
 
 PATH_KEYS = ("base-dir", "out-dir", "data-root", "data-sites", "resume", "config")
 
@@ -24,8 +27,14 @@ PATH_KEYS = ("base-dir", "out-dir", "data-root", "data-sites", "resume", "config
 def settings(values: Mapping[str, Any]) -> tuple[FedTARConfig, RunPaths]:
     if "base-dir" not in values:
         raise ValueError("run config needs base-dir (a `fedtar pretrain` output or a saved base model)")
-    cfg = load_config(values.get("config") or None,
-                      {k: v for k, v in values.items() if k not in PATH_KEYS})
+    overrides = {k: v for k, v in values.items() if k not in PATH_KEYS}
+    # The base decides the architecture: a run config only names the base (keys given
+    # explicitly still win, and adapt_model reports a clash).
+    base_config = Path(str(values["base-dir"])) / CONFIG_FILE
+    if base_config.is_file():
+        saved = json.loads(base_config.read_text())
+        overrides = {**{k: saved[k] for k in ARCHITECTURE_KEYS if k in saved}, **overrides}
+    cfg = load_config(values.get("config") or None, overrides)
     resume = values.get("resume", False)
     paths = RunPaths(base_dir=str(values["base-dir"]), out_dir=str(values.get("out-dir", "runs/federation")),
                      data_root=str(values["data-root"]) if values.get("data-root") else None,

@@ -19,7 +19,14 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord
 from flwr.serverapp import Grid
 
-from aggregator.checkpoint import FINAL_STATE_FILE, RESULTS_FILE, RUN_FILE, load_checkpoint, save_checkpoint
+from aggregator.checkpoint import (
+    FINAL_STATE_FILE,
+    RECEIVED_FILE,
+    RESULTS_FILE,
+    RUN_FILE,
+    load_checkpoint,
+    save_checkpoint,
+)
 from aggregator.strategies import STRATEGIES, FederatedStrategy, Scaffold
 from data_adapters.dataset import concat_exams
 from data_adapters.records import find_manifests
@@ -120,7 +127,7 @@ def run_federation(grid: Grid, cfg: FedTARConfig, paths: RunPaths) -> Federation
     first_round = 1
     if paths.resume and (ckpt := load_checkpoint(out / "checkpoints")) is not None:
         state, history, first_round = ckpt["global"], ckpt["history"], ckpt["round"] + 1
-        strategy.load_state_dict(ckpt["strategy"])
+        strategy.restore(ckpt["strategy"])
         torch.set_rng_state(ckpt["rng"])
         log.info("resuming after round %d from %s", ckpt["round"], out / "checkpoints")
     for server_round in range(first_round, fed.rounds + 1):
@@ -140,9 +147,10 @@ def run_federation(grid: Grid, cfg: FedTARConfig, paths: RunPaths) -> Federation
                 "bytes_received": strategy.bytes_received, "seconds": round(time.monotonic() - started, 2),
                 **strategy.info,
             }
-            log.info("round %d: %d sites answered, %d valid, train loss %.4f, alpha %s, %.2f MiB received, %.1fs",
+            privacy = f", epsilon {entry['epsilon']:.3g} (delta {cfg.privacy.delta:g})" if "epsilon" in entry else ""
+            log.info("round %d: %d sites answered, %d valid, train loss %.4f, alpha %s, %.2f MiB received, %.1fs%s",
                      server_round, entry["answered"], entry["valid"], entry["train_loss"],
-                     entry.get("alpha", "-"), entry["bytes_received"] / 2**20, entry["seconds"])
+                     entry.get("alpha", "-"), entry["bytes_received"] / 2**20, entry["seconds"], privacy)
             if arrays is not None:
                 new_state = state_from_record(arrays)
                 break
@@ -157,15 +165,26 @@ def run_federation(grid: Grid, cfg: FedTARConfig, paths: RunPaths) -> Federation
         state = new_state
         if fed.eval_every > 0 and server_round % fed.eval_every == 0 and server_round < fed.rounds:
             entry["eval"] = _evaluate(grid, strategy, state, server_round, fed.round_timeout)
-        save_checkpoint(out / "checkpoints", server_round, state, strategy.state_dict(), cfg.to_flat(), history)
+        _log_received(out, strategy)
+        save_checkpoint(out / "checkpoints", server_round, state, strategy.checkpoint_state(), cfg.to_flat(),
+                        history)
     result = FederationResult("completed", fed.rounds, history, global_state=state)
     result.metrics = _evaluate(grid, strategy, state, fed.rounds, fed.round_timeout)
     if history and fed.eval_every > 0:
         history[-1]["eval"] = result.metrics
     result.site_metrics = {str(k): v for k, v in strategy.site_metrics.items()}
+    _log_received(out, strategy)
     log.info("final evaluation over %d sites: %s", len(result.site_metrics),
              {k: round(v, 4) for k, v in result.metrics.items() if "visit" not in k})
     return _finish(out, result, "")
+
+
+def _log_received(out: Path, strategy: FederatedStrategy) -> None:
+    """Append the digests of the replies received so far (sites check them against their audit logs)."""
+    with (out / RECEIVED_FILE).open("a") as f:
+        for entry in strategy.received:
+            f.write(json.dumps(entry, sort_keys=True) + "\n")
+    strategy.received = []
 
 
 def _evaluate(grid: Grid, strategy: FederatedStrategy, state: dict[str, torch.Tensor], server_round: int,

@@ -22,8 +22,10 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from aggregator.guards import GuardReport, Rejection, check_state, norm_outliers, update_norm
+from fedtar.audit import content_digest
 from fedtar.config import FedTARConfig
 from fedtar.parameters import TensorSpec, state_from_record
+from fedtar.privacy import PrivacyAccountant, add_noise
 from fedtar.temporal_policy import MetaInputs, PolicyLearner, residual_aggregate, weighted_mean
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,12 @@ class FederatedStrategy(Strategy):
         self.bytes_received = 0
         self.info: dict[str, Any] = {}
         self.site_metrics: dict[int, dict[str, float]] = {}
+        self.received: list[dict[str, Any]] = []  # digest of every reply, for the sites' audit logs
+        self.privacy = PrivacyAccountant(cfg.privacy) if cfg.privacy.enabled else None
+        self._means_this_round = 0
+        if self.privacy and (self.name == "scaffold" or (self.name == "fedtar" and cfg.meta.validation == "federated")):
+            raise ValueError("privacy.clip > 0 (client-level DP) does not cover SCAFFOLD control variates or "
+                             "federated meta-validation gradients: use another strategy or meta.validation = server")
 
     # -- messages -------------------------------------------------------
     def _messages(self, server_round: int, arrays: ArrayRecord, grid: Grid, kind: str,
@@ -69,6 +77,23 @@ class FederatedStrategy(Strategy):
         return self._messages(server_round, arrays, grid, MessageType.EVALUATE, dict(config))
 
     # -- replies --------------------------------------------------------
+    def model_mean(self, server_round: int, states: list[State], weights: list[float]) -> State:
+        """The weighted mean of site states; with DP on, plus N(0, (z C / m)^2) per coordinate."""
+        mean = weighted_mean(states, weights)
+        if self.privacy is None or self.cfg.privacy.noise_multiplier <= 0:
+            return mean
+        self._means_this_round += 1
+        g = torch.Generator().manual_seed(
+            (self.cfg.train.seed * 1_000_003 + server_round) * 1009 + self._means_this_round)
+        std = self.cfg.privacy.noise_multiplier * self.cfg.privacy.clip / len(states)
+        return add_noise(mean, std, g)
+
+    def _record_received(self, server_round: int, kind: str, replies: list[Message]) -> None:
+        for reply in replies:
+            if not reply.has_error():
+                self.received.append({"round": server_round, "kind": kind, "node_id": reply.metadata.src_node_id,
+                                      "digest": content_digest(reply.content)})
+
     def parse(self, content: RecordDict) -> dict[str, State]:
         """The states a reply carries, by record name (overridden per strategy)."""
         return {"arrays": state_from_record(content["arrays"])}
@@ -77,7 +102,8 @@ class FederatedStrategy(Strategy):
                         ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         self.report, accepted = GuardReport(), {}
         replies = list(replies)
-        self.bytes_received = 0
+        self._record_received(server_round, MessageType.TRAIN, replies)
+        self.bytes_received, self._means_this_round = 0, 0
         for reply in replies:
             node = reply.metadata.src_node_id
             if reply.has_error():
@@ -111,6 +137,9 @@ class FederatedStrategy(Strategy):
             return None, MetricRecord({"valid-replies": len(accepted)})
         new_state = self.aggregate(server_round, accepted)
         self.global_state = new_state
+        if self.privacy is not None:  # every connected site is asked each round
+            self.privacy.step(sample_rate=1.0)
+            self.info["epsilon"] = self.privacy.epsilon()
         n = sum(m.get("num-examples", 0.0) for _, m in accepted.values())
         loss = sum(m.get("train-loss", 0.0) * m.get("num-examples", 0.0) for _, m in accepted.values()) / max(n, 1)
         return ArrayRecord(new_state), MetricRecord({"train-loss": loss, "num-examples": n,
@@ -122,6 +151,8 @@ class FederatedStrategy(Strategy):
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
         """Example-weighted means of the sites' metrics (NaN where a site has none)."""
         self.site_metrics = {}
+        replies = list(replies)
+        self._record_received(server_round, MessageType.EVALUATE, replies)
         for reply in replies:
             if reply.has_error():
                 log.warning("evaluation: site %s failed: %s", reply.metadata.src_node_id, reply.error.reason)
@@ -141,6 +172,15 @@ class FederatedStrategy(Strategy):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """Everything a resumed run needs: the strategy's own state and the privacy spent."""
+        return {"strategy": self.state_dict(), "privacy": self.privacy.state_dict() if self.privacy else None}
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        self.load_state_dict(saved["strategy"])
+        if self.privacy is not None and saved.get("privacy"):
+            self.privacy.load_state_dict(saved["privacy"])
 
 
 def mean_metrics(per_site: list[dict[str, float]]) -> dict[str, float]:
@@ -170,7 +210,8 @@ class FedAvg(FederatedStrategy):
     name = "fedavg"
 
     def aggregate(self, server_round, accepted):
-        return weighted_mean([s["arrays"] for s, _ in accepted.values()], [_n(m) for _, m in accepted.values()])
+        return self.model_mean(server_round, [s["arrays"] for s, _ in accepted.values()],
+                               [_n(m) for _, m in accepted.values()])
 
 
 class FedProx(FedAvg):
@@ -204,7 +245,8 @@ class FedOpt(FederatedStrategy):
 
     def aggregate(self, server_round, accepted):
         f = self.cfg.federation
-        mean = weighted_mean([s["arrays"] for s, _ in accepted.values()], [_n(m) for _, m in accepted.values()])
+        mean = self.model_mean(server_round, [s["arrays"] for s, _ in accepted.values()],
+                               [_n(m) for _, m in accepted.values()])
         out = {}
         for k, w in self.global_state.items():
             delta = mean[k] - w
@@ -297,7 +339,7 @@ class FedTAR(FederatedStrategy):
         for t in visits:
             holders = [(s[f"visit-{t}"], m) for s, m in accepted.values() if f"visit-{t}" in s]
             weights = [float(m.get(f"n-visit-{t}", 1.0)) for _, m in holders]
-            means.append(weighted_mean([s for s, _ in holders], weights))
+            means.append(self.model_mean(server_round, [s for s, _ in holders], weights))
             years.append(sum(float(m.get(f"years-visit-{t}", 0.0)) * w for (_, m), w in zip(holders, weights))
                          / max(sum(weights), 1e-9))
         visits_t = torch.tensor(visits)

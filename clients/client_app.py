@@ -30,7 +30,9 @@ from clients.site_runtime import (
     train_per_visit,
     train_pooled,
 )
+from fedtar.audit import append_entry
 from fedtar.parameters import state_from_record
+from fedtar.privacy import clip_upload
 
 log = logging.getLogger(__name__)
 LOCAL_STATE_KEY, SCAFFOLD_KEY = "local-model", "scaffold-ci"
@@ -63,6 +65,11 @@ def train(msg: Message, context: Context) -> Message:
         metrics["val-examples"] = float(n_val)
     if strategy == "fedtar":
         updates = train_per_visit(rt, global_state, server_round)
+        if rt.cfg.privacy.enabled:  # the whole upload (all visits) within the clip bound
+            clipped, metrics["update-norm"] = clip_upload([u.state for u in updates], global_state,
+                                                          rt.cfg.privacy.clip)
+            for u, state in zip(updates, clipped):
+                u.state = state
         for u in updates:
             content[f"visit-{u.visit}"] = ArrayRecord(u.state)
             metrics[f"n-visit-{u.visit}"] = float(u.examples)
@@ -82,6 +89,8 @@ def train(msg: Message, context: Context) -> Message:
                 {k: torch.zeros_like(v) for k, v in c.items()}
             correction = _scaffold(c, ci)
         state, n, loss, steps = train_pooled(rt, start, server_round, correction)
+        if rt.cfg.privacy.enabled and strategy != "local":
+            (state,), metrics["update-norm"] = clip_upload([state], global_state, rt.cfg.privacy.clip)
         if strategy == "local":
             context.state[LOCAL_STATE_KEY] = ArrayRecord(state)
         else:
@@ -94,7 +103,7 @@ def train(msg: Message, context: Context) -> Message:
             context.state[SCAFFOLD_KEY] = ArrayRecord(new_ci)
         metrics.update({"num-examples": float(n), "train-loss": loss})
     content["metrics"] = MetricRecord(metrics)
-    return Message(content=content, reply_to=msg)
+    return _reply(msg, content, context)
 
 
 @app.evaluate()
@@ -104,7 +113,16 @@ def evaluate(msg: Message, context: Context) -> Message:
     if str(config["strategy"]) == "local" and LOCAL_STATE_KEY in context.state:
         state = state_from_record(context.state[LOCAL_STATE_KEY])
     metrics = evaluate_site(rt, state, split=str(config.get("split", "test")))
-    return Message(content=RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)
+    return _reply(msg, RecordDict({"metrics": MetricRecord(metrics)}), context)
+
+
+def _reply(msg: Message, content: RecordDict, context: Context) -> Message:
+    """Every reply is written to the site's audit log (node config "audit-log") before it leaves."""
+    audit_log = dict(context.node_config).get("audit-log")
+    if audit_log:
+        append_entry(str(audit_log), content, run_id=context.run_id, node_id=context.node_id,
+                     kind=msg.metadata.message_type, round=int(msg.content["config"]["server-round"]))
+    return Message(content=content, reply_to=msg)
 
 
 def _prox(reference: dict[str, torch.Tensor], mu: float):

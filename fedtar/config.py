@@ -21,6 +21,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from fedtar.adapters import PatientLoRAConfig
+from fedtar.privacy import PrivacyConfig
 from fedtar.temporal_policy import PolicyConfig
 
 
@@ -114,6 +115,7 @@ class FedTARConfig:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     meta: MetaConfig = field(default_factory=MetaConfig)
     federation: FederationConfig = field(default_factory=FederationConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
 
     def to_flat(self) -> dict[str, Any]:
         """Dotted keys to plain values (lists for tuples), e.g. for checkpoints."""
@@ -210,3 +212,21 @@ def parse_set_args(items: list[str] | None) -> dict[str, str]:
             raise ValueError(f"--set {item!r}: expected key=value")
         out[key.strip()] = value.strip()
     return out
+
+
+def load_dataclass_toml(path: str | Path, table: str, cls: type) -> Any:
+    """One table of a role's TOML file (server.toml, node.toml) as a dataclass; keys may use - or _."""
+    path = Path(path)
+    try:
+        tree = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise ValueError(f"{path}: cannot read: {e}") from e
+    if not isinstance(tree.get(table), dict):
+        raise ValueError(f"{path}: no [{table}] table")
+    values = {k.replace("-", "_"): v for k, v in tree[table].items()}
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) in [{table}]: {', '.join(unknown)} "
+                         f"(known: {', '.join(known)})")
+    return cls(**values)
