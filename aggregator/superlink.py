@@ -150,6 +150,24 @@ def submit_run(cfg: ServerRoleConfig, app: str | Path, run_config: dict[str, obj
         raise RuntimeError(f"flwr run failed: {(out.stdout + out.stderr).strip()[-800:]}") from None
 
 
+def parse_run_config(pairs: dict[str, str]) -> dict[str, object]:
+    """Command-line KEY=VALUE strings typed as TOML would type them (bool, int, float, str)."""
+    out: dict[str, object] = {}
+    for key, value in pairs.items():
+        if value.lower() in ("true", "false"):
+            out[key] = value.lower() == "true"
+            continue
+        for kind in (int, float):
+            try:
+                out[key] = kind(value)
+                break
+            except ValueError:
+                continue
+        else:
+            out[key] = value
+    return out
+
+
 def _toml_value(v: object) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -194,3 +212,7 @@ def stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, 9)
         proc.wait(grace)
+    try:  # children (ServerApp, ClientApp processes) that outlived the leader
+        os.killpg(proc.pid, 9)
+    except ProcessLookupError:
+        pass

@@ -135,6 +135,74 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _certs(args: argparse.Namespace) -> int:
+    from aggregator.certs import make_certificates
+
+    made = make_certificates(args.out, args.host, args.site, days=args.days)
+    print(f"CA and SuperLink certificate (SANs: {', '.join(args.host)}) in {made.folder.resolve()}")
+    for site, key in made.node_keys.items():
+        print(f"  {site}: private key {key} (to the site), public key {key}.pub (to server.toml node_keys)")
+    print("Keep ca.key offline; give each site ca.crt and its own private key only.")
+    return 0
+
+
+def _server(args: argparse.Namespace) -> int:
+    import time
+
+    from fedtar.config import parse_set_args
+    from aggregator.superlink import (
+        load_server_config,
+        parse_run_config,
+        register_nodes,
+        start_superlink,
+        stop,
+        submit_run,
+        wait_run,
+    )
+
+    cfg, _ = load_server_config(args.config)
+    if cfg.insecure and not args.insecure:
+        raise ValueError(f"{args.config}: insecure = true needs --insecure on the command line as well")
+    proc = start_superlink(cfg)
+    try:
+        register_nodes(cfg)
+        print(f"SuperLink running at {cfg.host}:{cfg.port} (FLWR_HOME={cfg.flwr_home}, connection "
+              f"'{cfg.connection}'); {len(cfg.node_keys)} site key(s) registered.", flush=True)
+        if args.run:
+            values = parse_run_config(parse_set_args(args.run_config))
+            if args.resume:
+                values["resume"] = True
+            run_id = submit_run(cfg, args.app, values)
+            print(f"submitted run {run_id}; waiting (flwr list --run-id {run_id})", flush=True)
+            status = wait_run(cfg, run_id)
+            print(f"run {run_id}: {status}")
+            return 0 if status == "finished:completed" else 1
+        while proc.poll() is None:  # serve until interrupted
+            time.sleep(1.0)
+        return proc.returncode or 0
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        stop(proc)
+
+
+def _node(args: argparse.Namespace) -> int:
+    from aggregator.superlink import stop
+    from clients.supernode import load_node_config, start_supernode
+
+    cfg = load_node_config(args.config)
+    if cfg.insecure and not args.insecure:
+        raise ValueError(f"{args.config}: insecure = true needs --insecure on the command line as well")
+    proc = start_supernode(cfg)
+    print(f"SuperNode for {cfg.manifest} connecting to {cfg.superlink}; audit log {cfg.audit_log}", flush=True)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        stop(proc)
+
+
 def _add_federation_size_args(p: argparse.ArgumentParser) -> None:
     """Size of the synthetic federation written under OUT (when OUT has none yet)."""
     p.add_argument("--sites", type=int, default=4)
@@ -220,6 +288,28 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--image-size", type=int, default=512, help="longer side of written PNGs (0: keep)")
     m.set_defaults(func=_prepare_mimic)
     d.set_defaults(func=_prepare_dicom)
+
+    p = sub.add_parser("certs", help="a CA, the SuperLink's TLS certificate and one key pair per site")
+    p.add_argument("--out", default="certs", help="output folder (owner-only permissions)")
+    p.add_argument("--host", action="append", required=True,
+                   help="DNS name or IP address the sites use for the SuperLink (repeatable; SANs)")
+    p.add_argument("--site", action="append", default=[], help="a site name to make a node key for (repeatable)")
+    p.add_argument("--days", type=int, default=365, help="validity of the certificates")
+    p.set_defaults(func=_certs)
+
+    p = sub.add_parser("server", help="start the SuperLink (TLS + node authentication) and register site keys")
+    p.add_argument("--config", required=True, help="server.toml ([superlink] table)")
+    p.add_argument("--run", action="store_true", help="also submit the FedTAR app and wait for it to finish")
+    p.add_argument("--app", default=".", help="the Flower app folder (this project) for --run")
+    p.add_argument("--run-config", action="append", metavar="KEY=VALUE", help="run config for --run, repeatable")
+    p.add_argument("--resume", action="store_true", help="with --run: continue from the last round checkpoint")
+    p.add_argument("--insecure", action="store_true", help="allow insecure = true in the config (test networks)")
+    p.set_defaults(func=_server)
+
+    p = sub.add_parser("node", help="start a site's SuperNode (TLS, node key, the site's manifest)")
+    p.add_argument("--config", required=True, help="node.toml ([supernode] table)")
+    p.add_argument("--insecure", action="store_true", help="allow insecure = true in the config (test networks)")
+    p.set_defaults(func=_node)
 
     p = sub.add_parser("evaluate", help="generate reports for a split of prepared manifests and score them")
     p.add_argument("--model", required=True, help="a saved model folder or a finished run's folder")

@@ -1,0 +1,195 @@
+"""Deployment on loopback: a real SuperLink with TLS and node authentication, real SuperNodes.
+
+Started through `fedtar certs` and the server.toml / node.toml role files, on free
+ports with a temporary FLWR_HOME and runtime dependency installation off. The run's
+outcome is read with `flwr list` (not an exit code). Every process is stopped after
+each test and checked gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from aggregator.superlink import (
+    ServerRoleConfig,
+    flwr,
+    flwr_env,
+    load_server_config,
+    register_nodes,
+    start_superlink,
+    stop,
+    submit_run,
+    wait_run,
+)
+from clients.supernode import load_node_config, start_supernode
+from conftest import TINY_FED
+from data_adapters.synthetic import SyntheticConfig, generate_federation
+from fedtar.audit import read_log
+from fedtar.cli import main
+
+APP = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Deployment:
+    """Certificates, role files, a SuperLink and SuperNodes under one temporary folder."""
+
+    def __init__(self, root: Path, base: Path, sites: int = 2):
+        self.root, self.base, self.procs = root, base, []
+        self.manifests = generate_federation(root / "data", SyntheticConfig(sites=sites, patients=8, visits=3,
+                                                                           seed=9, image_size=32))
+        args = ["certs", "--out", str(root / "certs"), "--host", "127.0.0.1", "--host", "localhost"]
+        assert main(args + [a for i in range(sites) for a in ("--site", f"site{i + 1}")] + ["--site", "intruder"]) == 0
+        self.port = free_port()
+        keys = ", ".join(f'"certs/nodes/site{i + 1}.pub"' for i in range(sites))
+        (root / "server.toml").write_text(
+            f'[superlink]\nhost = "127.0.0.1"\nport = {self.port}\nnode_keys = [{keys}]\n'
+            f'log_file = "state/superlink.log"\n')
+        self.server, _ = load_server_config(root / "server.toml")
+        self.tiny = root / "tiny.toml"
+        self.tiny.write_text("".join(f"{k} = {json.dumps(v) if not isinstance(v, bool) else str(v).lower()}\n"
+                                     for k, v in TINY_FED.items()))
+        self.node_configs = []
+        for i in range(sites):
+            path = root / f"node{i + 1}.toml"
+            path.write_text(f'[supernode]\nsuperlink = "127.0.0.1:{self.port}"\nca_cert = "certs/ca.crt"\n'
+                            f'private_key = "certs/nodes/site{i + 1}"\nmanifest = "{self.manifests[i]}"\n'
+                            f'base_dir = "{base}"\naudit_log = "audit/site{i + 1}.jsonl"\nport = {free_port()}\n')
+            self.node_configs.append(load_node_config(path))
+        self.env = {**flwr_env(self.server), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+    def start_link(self):
+        self.link = start_superlink(self.server)
+        self.procs.append(self.link)
+        register_nodes(self.server)
+
+    def start_node(self, i: int, key: str | None = None):
+        cfg = self.node_configs[i]
+        if key:
+            cfg = type(cfg)(**{**cfg.__dict__, "private_key": key, "port": free_port()})
+        proc = start_supernode(cfg, env=self.env, log_file=self.root / f"node{i + 1}.log")
+        self.procs.append(proc)
+        return proc
+
+    def run(self, out: Path, **extra) -> int:
+        values = {"base-dir": str(self.base), "out-dir": str(out), "config": str(self.tiny),
+                  "meta.validation": "federated", "client.eval_meteor": False, "federation.rounds": 2, **extra}
+        return submit_run(self.server, APP, values)
+
+    def stop_all(self):
+        for p in self.procs:
+            stop(p)
+        for p in self.procs:
+            assert p.poll() is not None, "a Flower process is still running"
+            deadline = time.monotonic() + 10  # nor anything in its process group (ServerApp, ClientApps)
+            while True:
+                try:
+                    os.killpg(p.pid, 0)
+                except ProcessLookupError:
+                    break
+                assert time.monotonic() < deadline, f"process group {p.pid} still has members"
+                time.sleep(0.2)
+
+
+@pytest.fixture
+def deployment(tmp_path, tiny_base):
+    d = Deployment(tmp_path, tiny_base)
+    yield d
+    d.stop_all()
+
+
+def wait_for(path: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} did not appear within {timeout:.0f} s"
+        time.sleep(0.5)
+
+
+def test_tls_and_node_auth_run_completes_and_refuses_unknown_keys(deployment):
+    d = deployment
+    for name in ("ca.key", "server.key", "nodes/site1"):
+        assert os.stat(d.root / "certs" / name).st_mode & 0o777 == 0o600
+    d.start_link()
+    d.start_node(0)
+    d.start_node(1)
+    intruder = d.start_node(1, key=str(d.root / "certs" / "nodes" / "intruder"))
+    run_id = d.run(d.root / "run")
+    assert wait_run(d.server, run_id, timeout=400) == "finished:completed"
+    listed = json.loads(flwr(d.server, "list", d.server.connection, "--run-id", str(run_id), "--format",
+                             "json").stdout)
+    assert listed["runs"][0]["status"] == "finished:completed"
+    results = json.loads((d.root / "run" / "results.json").read_text())
+    assert results["status"] == "completed" and results["rounds_done"] == 2
+    assert all(h["valid"] == 2 for h in results["history"])  # the intruder never took part
+    assert results["metrics"]["num-examples"] > 0 and 0 <= results["metrics"]["bleu4"] <= 1
+    # The unregistered key was refused: the SuperNode gave up with an error.
+    deadline = time.monotonic() + 60
+    while intruder.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert intruder.returncode not in (None, 0)
+    # Each site's audit log lists exactly the replies the server received from it.
+    received = [json.loads(line) for line in (d.root / "run" / "received.jsonl").read_text().splitlines()]
+    for i in range(2):
+        log = read_log(d.node_configs[i].audit_log)
+        node = log[0]["node_id"]
+        assert [e["digest"] for e in log] == [r["digest"] for r in received if r["node_id"] == node]
+        assert [e["kind"] for e in log] == ["train", "train", "evaluate"]
+
+
+@pytest.mark.slow
+def test_a_site_killed_in_round_2_does_not_stop_the_run(deployment):
+    d = deployment
+    d.start_link()
+    d.start_node(0)
+    victim = d.start_node(1)
+    run_id = d.run(d.root / "run", **{"federation.rounds": 3, "federation.min_sites": 1,
+                                      "federation.round_timeout": 45.0})
+    wait_for(d.root / "run" / "checkpoints" / "round-0001.pt", 300)
+    os.killpg(victim.pid, signal.SIGKILL)
+    assert wait_run(d.server, run_id, timeout=500) == "finished:completed"
+    results = json.loads((d.root / "run" / "results.json").read_text())
+    assert results["status"] == "completed" and results["rounds_done"] == 3
+    assert results["history"][0]["valid"] == 2 and results["history"][-1]["valid"] == 1
+
+
+@pytest.mark.slow
+def test_server_killed_after_round_1_resumes_to_the_same_state(deployment):
+    d = deployment
+    d.start_link()
+    d.start_node(0)
+    d.start_node(1)
+    reference = d.run(d.root / "reference")
+    assert wait_run(d.server, reference, timeout=400) == "finished:completed"
+    d.run(d.root / "run")
+    wait_for(d.root / "run" / "checkpoints" / "round-0001.pt", 300)
+    stop(d.link, grace=0.1)  # the SuperLink and its ServerApp, mid-run
+    d.start_link()            # same database: the sites' keys and connections come back
+    resumed = d.run(d.root / "run", resume=True)
+    assert wait_run(d.server, resumed, timeout=400) == "finished:completed"
+    results = json.loads((d.root / "run" / "results.json").read_text())
+    assert results["status"] == "completed" and results["rounds_done"] == 2
+    a = torch.load(d.root / "reference" / "final_state.pt")
+    b = torch.load(d.root / "run" / "final_state.pt")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_server_config_errors_are_clear(tmp_path):
+    (tmp_path / "server.toml").write_text("[superlink]\nprot = 1\n")
+    with pytest.raises(ValueError, match="unknown key.*prot"):
+        load_server_config(tmp_path / "server.toml")
+    cfg = ServerRoleConfig(ca_cert=str(tmp_path / "nope.crt"))
+    with pytest.raises(FileNotFoundError, match="fedtar certs"):
+        start_superlink(cfg)
