@@ -41,13 +41,28 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
+class Variant:
+    """A named run setting: a strategy plus config overrides (an ablation), e.g.
+    Variant("fedtar-uniform", "fedtar", {"policy.kind": "uniform"})."""
+
+    name: str
+    strategy: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class SimulationPlan:
     strategies: list[str] = field(default_factory=lambda: ["fedtar", "fedavg"])
+    variants: list[Variant] = field(default_factory=list)  # further named settings after the strategies
     seeds: list[int] = field(default_factory=lambda: [0])
     holdout_site: int | None = None   # train on the other sites, evaluate on this one
     engine: str = "ray"               # ray | inprocess
     resume: bool = False              # continue each run from its last checkpoint
+    skip_done: bool = False           # reuse runs whose results.json says completed (resumable sweeps)
     pretrain_epochs: int | None = None  # None: fedtar.pretrain.DEFAULT_PRETRAIN_EPOCHS
+
+    def all_variants(self) -> list[Variant]:
+        return [Variant(s, s) for s in self.strategies] + list(self.variants)
 
 
 @dataclass
@@ -112,32 +127,49 @@ def run_simulations(out: str | Path, cfg: FedTARConfig, plan: SimulationPlan,
             raise ValueError(f"--holdout-site {plan.holdout_site}: the federation has sites 0..{len(sites) - 1}")
         sites.remove(plan.holdout_site)
     summaries = []
-    for strategy in plan.strategies:
-        for seed in plan.seeds:
-            run_cfg = apply_overrides(cfg, {"train.seed": seed, "federation.strategy": strategy,
-                                            "federation.min_sites": min(cfg.federation.min_sites, len(sites))})
-            run_dir = out / "runs" / (f"holdout-{plan.holdout_site}" if plan.holdout_site is not None else "all") \
-                / strategy / f"seed-{seed}"
-            run_dir.mkdir(parents=True, exist_ok=True)
-            log.info("simulating %s, seed %d, %d sites -> %s", strategy, seed, len(sites), run_dir)
-            train_manifests = [manifests[i] for i in sites]
-            eval_manifests = [manifests[plan.holdout_site]] if plan.holdout_site is not None else train_manifests
-            if strategy == "centralized":
-                metrics = _centralized(run_cfg, base_dir, train_manifests, eval_manifests)
-                (run_dir / RESULTS_FILE).write_text(json.dumps({"status": "completed", "metrics": metrics},
-                                                               indent=2, default=float))
-                summaries.append(RunSummary(strategy, seed, "completed", metrics, [], run_dir))
-                continue
-            values = {**run_cfg.to_flat(), "base-dir": str(base_dir), "data-root": data_root,
-                      "out-dir": str(run_dir), "data-sites": ",".join(map(str, sites)), "resume": plan.resume}
-            _engine_run(values, len(sites), plan.engine)
-            result = json.loads((run_dir / RESULTS_FILE).read_text())
-            metrics = result.get("metrics", {})
-            if plan.holdout_site is not None and result["status"] == "completed":
-                metrics = _evaluate_holdout(run_cfg, base_dir, manifests[plan.holdout_site], run_dir)
-            summaries.append(RunSummary(strategy, seed, result["status"], metrics, result.get("history", []),
-                                        run_dir))
+    runs = [(v, seed) for v in plan.all_variants() for seed in plan.seeds]
+    for i, (variant, seed) in enumerate(runs, start=1):
+        strategy = variant.strategy
+        run_cfg = apply_overrides(cfg, {**variant.overrides, "train.seed": seed, "federation.strategy": strategy,
+                                        "federation.min_sites": min(cfg.federation.min_sites, len(sites))})
+        run_dir = out / "runs" / (f"holdout-{plan.holdout_site}" if plan.holdout_site is not None else "all") \
+            / variant.name / f"seed-{seed}"
+        if plan.skip_done and (done := _finished(run_dir)) is not None:
+            log.info("[%d/%d] %s seed %d: done before, reusing %s", i, len(runs), variant.name, seed, run_dir)
+            summaries.append(RunSummary(variant.name, seed, "completed", done.get("metrics", {}),
+                                        done.get("history", []), run_dir))
+            continue
+        run_dir.mkdir(parents=True, exist_ok=True)
+        log.info("[%d/%d] simulating %s, seed %d, %d sites -> %s", i, len(runs), variant.name, seed, len(sites),
+                 run_dir)
+        train_manifests = [manifests[i] for i in sites]
+        eval_manifests = [manifests[plan.holdout_site]] if plan.holdout_site is not None else train_manifests
+        if strategy == "centralized":
+            metrics = _centralized(run_cfg, base_dir, train_manifests, eval_manifests)
+            (run_dir / RESULTS_FILE).write_text(json.dumps({"status": "completed", "metrics": metrics},
+                                                           indent=2, default=float))
+            summaries.append(RunSummary(variant.name, seed, "completed", metrics, [], run_dir))
+            continue
+        values = {**run_cfg.to_flat(), "base-dir": str(base_dir), "data-root": data_root,
+                  "out-dir": str(run_dir), "data-sites": ",".join(map(str, sites)), "resume": plan.resume}
+        _engine_run(values, len(sites), plan.engine)
+        result = json.loads((run_dir / RESULTS_FILE).read_text())
+        metrics = result.get("metrics", {})
+        if plan.holdout_site is not None and result["status"] == "completed":
+            metrics = _evaluate_holdout(run_cfg, base_dir, manifests[plan.holdout_site], run_dir)
+            result["metrics"] = metrics
+            (run_dir / RESULTS_FILE).write_text(json.dumps(result, indent=2, default=float))
+        summaries.append(RunSummary(variant.name, seed, result["status"], metrics, result.get("history", []),
+                                    run_dir))
     return summaries
+
+
+def _finished(run_dir: Path) -> dict | None:
+    path = run_dir / RESULTS_FILE
+    if not path.is_file():
+        return None
+    result = json.loads(path.read_text())
+    return result if result.get("status") == "completed" else None
 
 
 def _evaluate_holdout(cfg: FedTARConfig, base_dir: Path, manifest: Path, run_dir: Path) -> dict[str, float]:
@@ -166,7 +198,7 @@ def comparison_table(summaries: list[RunSummary], markdown: bool = False) -> str
     return format_table(["strategy", "seeds", *REPORT_COLUMNS], rows, markdown=markdown)
 
 
-def per_visit_table(summaries: list[RunSummary], metric: str = "cmp_acc") -> str:
+def per_visit_table(summaries: list[RunSummary], metric: str = "cmp_acc", markdown: bool = False) -> str:
     """One metric per visit index and strategy (mean over seeds)."""
     prefix = f"{metric}-visit-"
     visits = sorted({int(k[len(prefix):]) for s in summaries for k in s.metrics if k.startswith(prefix)})
@@ -179,7 +211,7 @@ def per_visit_table(summaries: list[RunSummary], metric: str = "cmp_acc") -> str
             values = [v for v in values if not math.isnan(v)]
             row.append(statistics.fmean(values) if values else float("nan"))
         rows.append(row)
-    return format_table(["strategy", *(f"t={t}" for t in visits)], rows)
+    return format_table(["strategy", *(f"t={t}" for t in visits)], rows, markdown=markdown)
 
 
 def per_site_table(summaries: list[RunSummary], metrics: tuple[str, ...] = ("bleu4", "cider", "ce_f1", "cmp_acc")

@@ -203,6 +203,16 @@ def _node(args: argparse.Namespace) -> int:
         stop(proc)
 
 
+def _experiment(args: argparse.Namespace) -> int:
+    from aggregator.experiment import load_sweep, run_sweep
+    from fedtar.config import parse_set_args
+
+    sweep = load_sweep(args.config, parse_set_args(args.set))
+    out = run_sweep(sweep, args.out, progress=not args.no_progress)
+    print(f"Tables: {out / 'results.md'}\nPlots: {out / 'plots'}\nAll runs: {out / 'summary.json'}")
+    return 0
+
+
 def _add_federation_size_args(p: argparse.ArgumentParser) -> None:
     """Size of the synthetic federation written under OUT (when OUT has none yet)."""
     p.add_argument("--sites", type=int, default=4)
@@ -288,6 +298,15 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--image-size", type=int, default=512, help="longer side of written PNGs (0: keep)")
     m.set_defaults(func=_prepare_mimic)
     d.set_defaults(func=_prepare_dicom)
+
+    p = sub.add_parser("experiment", help="sweeps that produce the comparison tables and plots")
+    kinds = p.add_subparsers(dest="kind", required=True)
+    q = kinds.add_parser("compare", help="all methods and ablations over seeds (resumable)")
+    q.add_argument("--config", required=True, help="sweep file, e.g. experiments/synthetic.toml")
+    q.add_argument("--out", help="output folder (default: [experiment] out)")
+    q.add_argument("--set", action="append", metavar="KEY=VALUE", help="FedTAR config key for every run")
+    q.add_argument("--no-progress", action="store_true", help="no progress bar")
+    q.set_defaults(func=_experiment)
 
     p = sub.add_parser("certs", help="a CA, the SuperLink's TLS certificate and one key pair per site")
     p.add_argument("--out", default="certs", help="output folder (owner-only permissions)")

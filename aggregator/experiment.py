@@ -1,0 +1,262 @@
+"""`fedtar experiment compare`: every method and ablation over seeds, as tables and plots.
+
+One TOML file describes the sweep (experiments/synthetic.toml, experiments/mimic_cxr.toml):
+
+    [experiment]   out, seeds, methods, rounds, engine, loso_methods, data, base, synthetic size
+    [ablations]    name = {strategy = "fedtar", "policy.kind" = "uniform", ...}
+    [config]       FedTAR config keys for every run (e.g. "federation.eval_every" = 1)
+
+Each (setting, seed) is one federated run under OUT/runs/...; a run whose
+results.json says completed is reused, so an interrupted sweep continues where it
+stopped. Writes OUT/results.md (comparison, per-visit and leave-one-site-out
+tables, mean ± std over seeds, with the machine and date), OUT/summary.json and
+OUT/plots/*.png (CIDEr against rounds, metrics against visit index, alpha per
+visit against rounds).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import math
+import os
+import platform
+import statistics
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aggregator.simulation import (
+    RunSummary,
+    SimulationPlan,
+    Variant,
+    comparison_table,
+    per_visit_table,
+    run_simulations,
+)
+from data_adapters.synthetic import SyntheticConfig
+from fedtar.config import apply_overrides, load_config, load_dataclass_toml
+from fedtar.evaluation import REPORT_COLUMNS
+from fedtar.tables import format_table
+
+log = logging.getLogger(__name__)
+PLOT_METRICS = ("cider", "ce_f1", "cmp_acc")
+HIGHER_IS_BETTER = set(REPORT_COLUMNS)
+
+
+@dataclass
+class ExperimentConfig:
+    out: str = "runs/experiments/synthetic"
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    methods: list[str] = field(default_factory=lambda: ["fedtar", "fedavg"])
+    rounds: int = 3
+    engine: str = "inprocess"          # inprocess (sequential, lighter on 2 cores) | ray
+    loso_methods: list[str] = field(default_factory=list)  # methods for the leave-one-site-out table
+    loso_seeds: list[int] = field(default_factory=list)    # seeds for it (default: seeds)
+    data: str = ""                     # prepared manifests (e.g. MIMIC-CXR) instead of the synthetic federation
+    base: str = ""                     # a pretrained base; default OUT/base from the synthetic public pool
+    pretrain_epochs: int = 0           # 0: fedtar.pretrain.DEFAULT_PRETRAIN_EPOCHS
+    sites: int = 4                     # synthetic federation size
+    patients: int = 40
+    visits: int = 5
+
+
+@dataclass
+class Sweep:
+    experiment: ExperimentConfig
+    ablations: list[Variant]
+    config: dict[str, Any]
+    source: Path
+
+
+def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None) -> Sweep:
+    import tomllib
+
+    path = Path(path)
+    experiment = load_dataclass_toml(path, "experiment", ExperimentConfig)
+    tree = tomllib.loads(path.read_text())
+    ablations = []
+    for name, table in tree.get("ablations", {}).items():
+        table = dict(table)
+        ablations.append(Variant(name, str(table.pop("strategy", "fedtar")), table))
+    config = {**tree.get("config", {}), **(overrides or {})}
+    load_config(overrides=config)  # fail early on a bad key
+    for variant in ablations:
+        apply_overrides(load_config(), variant.overrides)
+    return Sweep(experiment, ablations, config, path)
+
+
+def run_sweep(sweep: Sweep, out: str | Path | None = None, progress: bool = True) -> Path:
+    """Run (or reuse) every run of the sweep, then write the tables and plots. Returns OUT."""
+    from tqdm import tqdm
+
+    e = sweep.experiment
+    out = Path(out or e.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = load_config(overrides={**sweep.config, "federation.rounds": e.rounds}, preset=None)
+    synth = SyntheticConfig(sites=e.sites, patients=e.patients, visits=e.visits)
+    settings = [Variant(m, m) for m in e.methods] + sweep.ablations
+    jobs: list[tuple[Variant, int, int | None]] = [(v, s, None) for v in settings for s in e.seeds]
+    n_sites = e.sites if not e.data else len(_manifests(e.data))
+    # Held-out runs are scored once at the end, on the held-out site (no per-round curves).
+    jobs += [(Variant(m, m, {"federation.eval_every": 0}), s, k) for k in range(n_sites) for m in e.loso_methods
+             for s in (e.loso_seeds or e.seeds)]
+    main: list[RunSummary] = []
+    loso: dict[int, list[RunSummary]] = {}
+    bar = tqdm(jobs, desc="runs", unit="run", disable=not progress, file=sys.stderr)
+    for variant, seed, holdout in bar:
+        bar.set_postfix_str(f"{variant.name} seed {seed}" + (f" holdout {holdout}" if holdout is not None else ""))
+        plan = SimulationPlan(strategies=[], variants=[variant], seeds=[seed], holdout_site=holdout,
+                              engine=e.engine, skip_done=True, pretrain_epochs=e.pretrain_epochs or None)
+        done = run_simulations(out, cfg, plan, synth, base_dir=e.base or None, data=e.data or None)
+        (main if holdout is None else loso.setdefault(holdout, [])).extend(done)
+    write_report(out, sweep, main, loso)
+    return out
+
+
+def _manifests(data: str) -> list[Path]:
+    from data_adapters.records import find_manifests
+
+    return find_manifests(data)
+
+
+def _mean(values: list[float]) -> float:
+    values = [v for v in values if not math.isnan(v)]
+    return statistics.fmean(values) if values else float("nan")
+
+
+def loso_table(loso: dict[int, list[RunSummary]], metric: str) -> str:
+    sites = sorted(loso)
+    methods = list(dict.fromkeys(s.strategy for runs in loso.values() for s in runs))
+    rows = []
+    for m in methods:
+        per_site = [_mean([float(s.metrics.get(metric, math.nan)) for s in loso[k] if s.strategy == m])
+                    for k in sites]
+        rows.append([m, *per_site, _mean(per_site)])
+    return format_table(["method", *(f"site {k + 1} held out" for k in sites), "mean"], rows, markdown=True)
+
+
+def honest_summary(main: list[RunSummary], reference: str = "fedtar") -> list[str]:
+    """Per metric: the best setting and where the reference is behind (mean over seeds)."""
+    names = list(dict.fromkeys(s.strategy for s in main))
+    if reference not in names:
+        return []
+    means = {n: {c: _mean([float(s.metrics.get(c, math.nan)) for s in main if s.strategy == n])
+                 for c in REPORT_COLUMNS} for n in names}
+    lines = []
+    for c in REPORT_COLUMNS:
+        ranked = sorted((n for n in names if not math.isnan(means[n][c])), key=lambda n: -means[n][c])
+        if not ranked or math.isnan(means[reference][c]):
+            continue
+        ref = means[reference][c]
+        tied = [n for n in ranked if n != reference and abs(means[n][c] - ref) < 5e-4]
+        ahead = [n for n in ranked if means[n][c] >= ref + 5e-4]
+        if ahead:
+            best = ranked[0]
+            lines.append(f"- {c}: {reference} {ref:.3f} is behind {', '.join(ahead)} (best: {best} "
+                         f"{means[best][c]:.3f}).")
+        elif tied:
+            lines.append(f"- {c}: {reference} {ref:.3f} is level with {', '.join(tied)} (within 0.0005).")
+        else:
+            runner = next((n for n in ranked if n != reference), None)
+            tail = f" (next: {runner} {means[runner][c]:.3f})" if runner else ""
+            lines.append(f"- {c}: {reference} is best with {ref:.3f}{tail}.")
+    return lines
+
+
+def _machine() -> str:
+    import torch
+
+    return (f"{platform.node() or 'host'}: {platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores, "
+            f"Python {platform.python_version()}, torch {torch.__version__}, "
+            f"{'CUDA ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU'}")
+
+
+def write_report(out: Path, sweep: Sweep, main: list[RunSummary], loso: dict[int, list[RunSummary]]) -> Path:
+    e = sweep.experiment
+    plots = write_plots(out / "plots", main)
+    data = e.data or f"synthetic {e.sites} sites x {e.patients} patients x {e.visits} visits"
+    lines = [f"# Comparison: {sweep.source.name}", "",
+             f"Generated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC on {_machine()}.", "",
+             f"Command: `fedtar experiment compare --config {sweep.source}`; {e.rounds} round(s), seed(s) "
+             f"{', '.join(map(str, e.seeds))}, data: {data}. "
+             "Every setting uses the same model, base, local epochs and rounds.", "",
+             "## Final global model on the sites' test patients (mean ± std over seeds)", "",
+             comparison_table(main, markdown=True), ""]
+    summary = honest_summary(main)
+    if summary:
+        lines += ["Where FedTAR stands, metric by metric:", "", *summary, ""]
+    for metric in PLOT_METRICS:
+        lines += [f"## {metric} per visit index (mean over seeds)", "", per_visit_table(main, metric, markdown=True),
+                  ""]
+    if loso:
+        for metric in ("cider", "ce_f1"):
+            lines += [f"## Cross-site generalization: {metric} on a held-out site (trained on the others)", "",
+                      loso_table(loso, metric), ""]
+    lines += ["## Plots", ""] + [f"![{p.stem}](plots/{p.name})" for p in plots] + [""]
+    report = out / "results.md"
+    report.write_text("\n".join(lines))
+    (out / "summary.json").write_text(json.dumps({
+        "main": [{"setting": s.strategy, "seed": s.seed, "status": s.status, "metrics": s.metrics} for s in main],
+        "loso": {str(k): [{"setting": s.strategy, "seed": s.seed, "metrics": s.metrics} for s in v]
+                 for k, v in loso.items()},
+    }, indent=1, default=float))
+    log.info("wrote %s", report)
+    return report
+
+
+def write_plots(folder: Path, main: list[RunSummary]) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    names = list(dict.fromkeys(s.strategy for s in main))
+    written = []
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for n in names:
+        curves = [[h.get("eval", {}).get("cider", math.nan) for h in s.history] for s in main if s.strategy == n]
+        if curves and curves[0]:
+            rounds = range(1, len(curves[0]) + 1)
+            ax.plot(list(rounds), [_mean([c[i] for c in curves if i < len(c)]) for i in range(len(curves[0]))],
+                    marker="o", label=n)
+    ax.set(xlabel="round", ylabel="CIDEr (test patients)", title="CIDEr against rounds")
+    ax.legend(fontsize=7)
+    written.append(_save(fig, folder / "cider_vs_rounds.png"))
+
+    fig, axes = plt.subplots(1, len(PLOT_METRICS), figsize=(4 * len(PLOT_METRICS), 3.5))
+    for ax, metric in zip(axes, PLOT_METRICS):
+        prefix = f"{metric}-visit-"
+        visits = sorted({int(k[len(prefix):]) for s in main for k in s.metrics if k.startswith(prefix)})
+        for n in names:
+            ax.plot(visits, [_mean([float(s.metrics.get(f"{prefix}{t}", math.nan)) for s in main if s.strategy == n])
+                             for t in visits], marker="o", label=n)
+        ax.set(xlabel="visit index", title=metric)
+    axes[0].legend(fontsize=7)
+    written.append(_save(fig, folder / "metrics_vs_visit.png"))
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    tar = [s for s in main if s.strategy == "fedtar" and s.history and "alpha" in s.history[0]]
+    if tar:
+        visits = tar[0].history[0].get("visits", list(range(1, len(tar[0].history[0]["alpha"]) + 1)))
+        for j, t in enumerate(visits):
+            series = [_mean([s.history[r]["alpha"][j] for s in tar if r < len(s.history)])
+                      for r in range(len(tar[0].history))]
+            ax.plot(range(1, len(series) + 1), series, marker="o", label=f"visit {t}")
+    ax.set(xlabel="round", ylabel="alpha", title="FedTAR's learned alpha per visit")
+    ax.legend(fontsize=7)
+    written.append(_save(fig, folder / "alpha_vs_rounds.png"))
+    return written
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path
