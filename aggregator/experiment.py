@@ -216,6 +216,10 @@ def write_plots(folder: Path, main: list[RunSummary]) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     names = list(dict.fromkeys(s.strategy for s in main))
     written = []
+    # One colour per setting (more than the default ten), ablations dashed.
+    plt.rcParams["axes.prop_cycle"] = matplotlib.cycler(color=plt.get_cmap("tab20").colors[::2]
+                                                        + plt.get_cmap("tab20").colors[1::2])
+    style = {n: ("--" if n.startswith("fedtar-") else "-") for n in names}
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for n in names:
@@ -223,8 +227,9 @@ def write_plots(folder: Path, main: list[RunSummary]) -> list[Path]:
         if curves and curves[0]:
             rounds = range(1, len(curves[0]) + 1)
             ax.plot(list(rounds), [_mean([c[i] for c in curves if i < len(c)]) for i in range(len(curves[0]))],
-                    marker="o", label=n)
+                    marker="o", label=n, linestyle=style[n])
     ax.set(xlabel="round", ylabel="CIDEr (test patients)", title="CIDEr against rounds")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.legend(fontsize=7)
     written.append(_save(fig, folder / "cider_vs_rounds.png"))
 
@@ -234,8 +239,9 @@ def write_plots(folder: Path, main: list[RunSummary]) -> list[Path]:
         visits = sorted({int(k[len(prefix):]) for s in main for k in s.metrics if k.startswith(prefix)})
         for n in names:
             ax.plot(visits, [_mean([float(s.metrics.get(f"{prefix}{t}", math.nan)) for s in main if s.strategy == n])
-                             for t in visits], marker="o", label=n)
+                             for t in visits], marker="o", label=n, linestyle=style[n])
         ax.set(xlabel="visit index", title=metric)
+        ax.xaxis.get_major_locator().set_params(integer=True)
     axes[0].legend(fontsize=7)
     written.append(_save(fig, folder / "metrics_vs_visit.png"))
 
@@ -248,6 +254,7 @@ def write_plots(folder: Path, main: list[RunSummary]) -> list[Path]:
                       for r in range(len(tar[0].history))]
             ax.plot(range(1, len(series) + 1), series, marker="o", label=f"visit {t}")
     ax.set(xlabel="round", ylabel="alpha", title="FedTAR's learned alpha per visit")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.legend(fontsize=7)
     written.append(_save(fig, folder / "alpha_vs_rounds.png"))
     return written
