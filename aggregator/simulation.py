@@ -31,7 +31,7 @@ from data_adapters.records import find_manifests
 from data_adapters.synthetic import SyntheticConfig, ensure_federation
 from fedtar.config import FedTARConfig, apply_overrides
 from fedtar.demo import train_central
-from fedtar.evaluation import REPORT_COLUMNS, evaluate_model
+from fedtar.evaluation import REPORT_COLUMNS, evaluate_model, flat_metrics
 from fedtar.model import adapt_model, load_model
 from fedtar.pretrain import pretrain_base
 from fedtar.site import load_site
@@ -105,7 +105,7 @@ def _centralized(cfg: FedTARConfig, base_dir: Path, manifests: list[Path], test_
     tests = [load_site(m, tokenizer, cfg) for m in test_manifests] if test_manifests != manifests else sites
     ev = evaluate_model(model, [s.split("test") for s in tests], tokenizer, num_beams=cfg.client.eval_beams,
                         with_meteor=cfg.client.eval_meteor)
-    return ev.overall
+    return flat_metrics(ev)
 
 
 def run_simulations(out: str | Path, cfg: FedTARConfig, plan: SimulationPlan,

@@ -16,7 +16,7 @@ import torch
 
 from data_adapters.records import find_manifests
 from fedtar.config import FedTARConfig, apply_overrides
-from fedtar.evaluation import REPORT_COLUMNS, evaluate_model
+from fedtar.evaluation import evaluate_model, flat_metrics
 from fedtar.model import ReportGenerator, adapt_model, load_model
 from fedtar.parameters import get_travelling_state, set_travelling_state
 from fedtar.site import SiteData, load_site
@@ -148,12 +148,7 @@ def evaluate_site(rt: SiteRuntime, state: State, split: str = "test") -> dict[st
         return {"num-examples": 0.0}
     ev = evaluate_model(rt.model, [exams], rt.tokenizer, num_beams=rt.cfg.client.eval_beams,
                         with_meteor=rt.cfg.client.eval_meteor)
-    out = {c: float(ev.overall.get(c, float("nan"))) for c in REPORT_COLUMNS}
-    out["cmp_n"] = float(ev.overall.get("cmp_n", 0))
+    out = flat_metrics(ev)
     out["loss"] = mean_loss(rt.model, exams)
     out["num-examples"] = float(exams.num_examples())
-    for t, m in ev.by_visit.items():
-        for c in ("bleu4", "cider", "ce_f1", "cmp_acc"):
-            out[f"{c}-visit-{t}"] = float(m.get(c, float("nan")))
-        out[f"n-visit-{t}"] = float(m["n"])
     return out

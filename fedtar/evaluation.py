@@ -50,6 +50,18 @@ def evaluate_model(model: ReportGenerator, parts: list[ExamTensors],
     return Evaluation(overall, evaluate_by_visit(gen, ref, visits), gen, ref, visits)
 
 
+def flat_metrics(ev: Evaluation) -> dict[str, float]:
+    """One flat dict as results files hold it: the table's columns, then per-visit keys
+    (`cider-visit-2`, `n-visit-2`) for the per-visit tables and plots."""
+    out = {c: float(ev.overall.get(c, float("nan"))) for c in REPORT_COLUMNS}
+    out["cmp_n"] = float(ev.overall.get("cmp_n", 0))
+    for t, m in ev.by_visit.items():
+        for c in ("bleu4", "cider", "ce_f1", "cmp_acc"):
+            out[f"{c}-visit-{t}"] = float(m.get(c, float("nan")))
+        out[f"n-visit-{t}"] = float(m["n"])
+    return out
+
+
 # The standard report-generation table (as in MIMIC-CXR papers), for `fedtar evaluate`.
 STANDARD_COLUMNS = ("bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "cider",
                     "ce_precision", "ce_recall", "ce_f1")
