@@ -6,7 +6,7 @@ which is what 2 cores allow. Sites are small (8 patients x 3 visits) so 64
 of them fit the time budget; the model is the demo architecture at hidden 64.
 Writes benchmarks/results/simulation_scale.json.
 
-    python benchmarks/simulation_scale.py [--sites 4,16,64] [--rounds 1]
+    python benchmarks/simulation_scale.py [--sites 4,16,64] [--rounds 1] [--validation federated]
 """
 
 from __future__ import annotations
@@ -28,9 +28,7 @@ import json, resource, sys, time
 from aggregator.inprocess_grid import InProcessGrid
 from aggregator.server_app import run_from_values
 from clients.client_app import app
-from data_adapters.synthetic import SyntheticConfig, generate_federation
 n, rounds, base, root, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
-generate_federation(root, SyntheticConfig(sites=n, patients=8, visits=3, seed=3, image_size=64))
 values = {**json.loads(sys.argv[6]), "base-dir": base, "data-root": root, "out-dir": out,
           "federation.rounds": rounds, "federation.min_sites": 2}
 grid = InProcessGrid([app] * n, [{"partition-id": i, "num-partitions": n} for i in range(n)])
@@ -42,11 +40,19 @@ print(json.dumps({"status": result.status, "seconds": time.time() - start,
                   "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
+GENERATE = """
+import sys
+from data_adapters.synthetic import SyntheticConfig, generate_federation
+generate_federation(sys.argv[2], SyntheticConfig(sites=int(sys.argv[1]), patients=8, visits=3, seed=3, image_size=64))
+"""
+
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sites", default="4,16,64")
     p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--validation", choices=("server", "federated"), default="server",
+                   help="meta.validation: server holds every site's validation exams in memory")
     p.add_argument("--out", default="benchmarks/results/simulation_scale.json")
     args = p.parse_args()
     from data_adapters.synthetic import SyntheticConfig
@@ -59,16 +65,19 @@ def main() -> None:
                                first_site_index=100)
         base = pretrain_base(Path(tmp) / "base", load_config(overrides=MODEL), epochs=2, pool=pool)
         for n in [int(x) for x in args.sites.split(",")]:
+            # The data is written by another process: peak RSS is the federation's alone.
+            subprocess.run([sys.executable, "-c", GENERATE, str(n), f"{tmp}/fed{n}"], check=True)
+            values = {**MODEL, "meta.validation": args.validation}
             proc = subprocess.run([sys.executable, "-c", CHILD, str(n), str(args.rounds), str(base),
-                                   f"{tmp}/fed{n}", f"{tmp}/out{n}", json.dumps(MODEL)],
+                                   f"{tmp}/fed{n}", f"{tmp}/out{n}", json.dumps(values)],
                                   capture_output=True, text=True, check=True)
             r = json.loads(proc.stdout.strip().splitlines()[-1])
             results.append({"sites": n, **r})
             rows.append([n, r["status"], max(r["round_seconds"]), r["bytes_per_round"][0] / 2**20, r["peak_rss_mib"]])
     print(format_table(["sites", "status", "s per round", "MiB in per round", "peak RSS MiB"], rows, digits=1))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "model": MODEL, "results": results},
-                                         indent=2))
+    Path(args.out).write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "model": MODEL,
+                                          "meta.validation": args.validation, "results": results}, indent=2))
 
 
 if __name__ == "__main__":
