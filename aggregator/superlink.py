@@ -65,7 +65,7 @@ def flwr_env(cfg: ServerRoleConfig) -> dict[str, str]:
 
 
 def superlink_command(cfg: ServerRoleConfig) -> list[str]:
-    cmd = [_tool("flower-superlink"), "--host", cfg.host, "--port", str(cfg.port), "--database", cfg.database,
+    cmd = [flower_tool("flower-superlink"), "--host", cfg.host, "--port", str(cfg.port), "--database", cfg.database,
            "--disable-runtime-dependency-installation"]
     if cfg.insecure:
         return cmd + ["--insecure"]
@@ -79,7 +79,7 @@ def superlink_command(cfg: ServerRoleConfig) -> list[str]:
     return cmd
 
 
-def _tool(name: str) -> str:
+def flower_tool(name: str) -> str:
     """A Flower executable next to this Python (a venv), else from PATH."""
     local = Path(sys.executable).parent / name
     return str(local) if local.is_file() else name
@@ -100,7 +100,7 @@ def write_connection(cfg: ServerRoleConfig) -> Path:
 
 def flwr(cfg: ServerRoleConfig, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess:
     """Run the `flwr` CLI against this SuperLink's connection."""
-    return subprocess.run([_tool("flwr"), *args], env=flwr_env(cfg), capture_output=True, text=True,
+    return subprocess.run([flower_tool("flwr"), *args], env=flwr_env(cfg), capture_output=True, text=True,
                           timeout=timeout)
 
 

@@ -66,8 +66,8 @@ def train(msg: Message, context: Context) -> Message:
     if strategy == "fedtar":
         updates = train_per_visit(rt, global_state, server_round)
         if rt.cfg.privacy.enabled:  # the whole upload (all visits) within the clip bound
-            clipped, metrics["update-norm"] = clip_upload([u.state for u in updates], global_state,
-                                                          rt.cfg.privacy.clip)
+            clipped, norm = clip_upload([u.state for u in updates], global_state, rt.cfg.privacy.clip)
+            _log_clip(norm, rt.cfg.privacy.clip)
             for u, state in zip(updates, clipped):
                 u.state = state
         for u in updates:
@@ -90,7 +90,8 @@ def train(msg: Message, context: Context) -> Message:
             correction = _scaffold(c, ci)
         state, n, loss, steps = train_pooled(rt, start, server_round, correction)
         if rt.cfg.privacy.enabled and strategy != "local":
-            (state,), metrics["update-norm"] = clip_upload([state], global_state, rt.cfg.privacy.clip)
+            (state,), norm = clip_upload([state], global_state, rt.cfg.privacy.clip)
+            _log_clip(norm, rt.cfg.privacy.clip)
         if strategy == "local":
             context.state[LOCAL_STATE_KEY] = ArrayRecord(state)
         else:
@@ -114,6 +115,11 @@ def evaluate(msg: Message, context: Context) -> Message:
         state = state_from_record(context.state[LOCAL_STATE_KEY])
     metrics = evaluate_site(rt, state, split=str(config.get("split", "test")))
     return _reply(msg, RecordDict({"metrics": MetricRecord(metrics)}), context)
+
+
+def _log_clip(norm: float, clip: float) -> None:
+    # Site-local only: the unclipped norm is not covered by the DP guarantee, so it never travels.
+    log.info("update norm %.4g clipped to %.4g", norm, min(norm, clip))
 
 
 def _reply(msg: Message, content: RecordDict, context: Context) -> Message:

@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from aggregator.superlink import _tool
+from aggregator.superlink import flower_tool
 from fedtar.config import load_dataclass_toml
 
 
@@ -44,7 +44,7 @@ def load_node_config(path: str | Path) -> NodeRoleConfig:
 
 def supernode_command(cfg: NodeRoleConfig) -> list[str]:
     node_config = f'manifest="{cfg.manifest}" base-dir="{cfg.base_dir}" audit-log="{cfg.audit_log}"'
-    cmd = [_tool("flower-supernode"), "--superlink", cfg.superlink, "--port", str(cfg.port),
+    cmd = [flower_tool("flower-supernode"), "--superlink", cfg.superlink, "--port", str(cfg.port),
            "--node-config", node_config]
     if cfg.max_retries:
         cmd += ["--max-retries", str(cfg.max_retries)]

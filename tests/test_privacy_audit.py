@@ -57,24 +57,32 @@ def test_dp_with_zero_noise_and_large_clip_equals_the_plain_run(tiny_base, tiny_
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_clipping_bounds_each_sites_update(tiny_base, tiny_federation, tmp_path):
+def test_clipping_bounds_each_sites_update(tiny_base, tiny_federation, tmp_path, caplog):
+    caplog.set_level("INFO", logger="clients.client_app")
     clip = 1e-3
-    out = tmp_path / "run"
-    result = run_from_values(grid_with_audit(tmp_path), values(
-        tiny_base, tiny_federation, out, federation__rounds=1, federation__strategy="fedavg", privacy__clip=clip,
-        privacy__noise_multiplier=0.0))
-    final = torch.load(out / "final_state.pt")
-    assert result.status == "completed"
-    # Sites trained far beyond the bound (their pre-clip norms are in the audit log) ...
-    norms = [e["metrics"]["metrics/update-norm"] for i in range(3) for e in read_log(tmp_path / f"audit-{i}.jsonl")
-             if e["kind"] == "train"]
-    assert min(norms) > 10 * clip
-    # ... yet the global moved by at most the clip (a mean of updates each within it).
     base, _ = load_model(tiny_base)
     torch.manual_seed(0)
     initial = get_travelling_state(adapt_model(base, load_config(overrides=TINY_FED)))
-    moved = sum(float((final[k].double() - initial[k].double()).pow(2).sum()) for k in initial) ** 0.5
-    assert 0 < moved <= clip * (1 + 1e-6)
+
+    def moved(out) -> float:
+        final = torch.load(out / "final_state.pt")
+        return sum(float((final[k].double() - initial[k].double()).pow(2).sum()) for k in initial) ** 0.5
+
+    plain, dp = tmp_path / "plain", tmp_path / "dp"
+    run_from_values(grid_with_audit(plain), values(tiny_base, tiny_federation, plain, federation__rounds=1,
+                                                   federation__strategy="fedavg"))
+    result = run_from_values(grid_with_audit(dp), values(
+        tiny_base, tiny_federation, dp, federation__rounds=1, federation__strategy="fedavg", privacy__clip=clip,
+        privacy__noise_multiplier=0.0))
+    assert result.status == "completed"
+    # Unclipped, the global moves far beyond the bound; clipped, by at most the clip
+    # (a mean of updates each within it).
+    assert moved(plain) > 10 * clip
+    assert 0 < moved(dp) <= clip * (1 + 1e-6)
+    assert caplog.text.count("clipped to 0.001") == 3
+    # The unclipped norm stays at the site: no reply carries it.
+    for i in range(3):
+        assert all("norm" not in key for e in read_log(dp / f"audit-{i}.jsonl") for key in e["metrics"])
 
 
 def test_audit_log_lists_exactly_what_the_server_received(tiny_base, tiny_federation, tmp_path):
