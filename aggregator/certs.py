@@ -25,6 +25,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from fedtar.private_files import write_owner_only
+
 
 @dataclass
 class CertificateSet:
@@ -33,15 +35,6 @@ class CertificateSet:
     server_cert: Path
     server_key: Path
     node_keys: dict[str, Path] = field(default_factory=dict)  # site -> private key (public: + ".pub")
-
-
-def _write_private(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.chmod(path, 0o600)
-    return path
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -92,11 +85,11 @@ def make_certificates(out: str | Path, hosts: list[str], sites: list[str], days:
                    .sign(ca_key, hashes.SHA384()))
     result = CertificateSet(
         folder=out,
-        ca_cert=_write_private(out / "ca.crt", ca_cert.public_bytes(serialization.Encoding.PEM)),
-        server_cert=_write_private(out / "server.crt", server_cert.public_bytes(serialization.Encoding.PEM)),
-        server_key=_write_private(out / "server.key", _pem_key(server_key)),
+        ca_cert=write_owner_only(out / "ca.crt", ca_cert.public_bytes(serialization.Encoding.PEM)),
+        server_cert=write_owner_only(out / "server.crt", server_cert.public_bytes(serialization.Encoding.PEM)),
+        server_key=write_owner_only(out / "server.key", _pem_key(server_key)),
     )
-    _write_private(out / "ca.key", _pem_key(ca_key))
+    write_owner_only(out / "ca.key", _pem_key(ca_key))
     for site in sites:
         result.node_keys[site] = make_node_key(out / "nodes" / site)
     return result
@@ -106,8 +99,8 @@ def make_node_key(path: str | Path) -> Path:
     """An ECDSA P-384 key pair in OpenSSH format (what `ssh-keygen -t ecdsa -b 384` writes)."""
     path = Path(path)
     key = ec.generate_private_key(ec.SECP384R1())
-    _write_private(path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+    write_owner_only(path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
                                            serialization.NoEncryption()))
-    _write_private(path.with_name(path.name + ".pub"), key.public_key().public_bytes(
+    write_owner_only(path.with_name(path.name + ".pub"), key.public_key().public_bytes(
         serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH) + b"\n")
     return path

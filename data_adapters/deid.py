@@ -18,12 +18,13 @@ import datetime as dt
 import hashlib
 import hmac
 import logging
-import os
 import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from fedtar.private_files import write_owner_only
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +91,8 @@ def load_or_create_secret(path: str | Path) -> bytes:
         if len(secret) < 16:
             raise ValueError(f"{path}: site secret too short (want at least 16 bytes as hex)")
         return secret
-    path.parent.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_bytes(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(secret.hex() + "\n")
+    write_owner_only(path, (secret.hex() + "\n").encode(), exclusive=True)
     log.info("created a new site secret in %s: keep it to get the same pseudonyms next time", path)
     return secret
 

@@ -94,14 +94,25 @@ class Deployment:
             stop(p)
         for p in self.procs:
             assert p.poll() is not None, "a Flower process is still running"
-            deadline = time.monotonic() + 10  # nor anything in its process group (ServerApp, ClientApps)
-            while True:
-                try:
-                    os.killpg(p.pid, 0)
-                except ProcessLookupError:
-                    break
-                assert time.monotonic() < deadline, f"process group {p.pid} still has members"
+            deadline = time.monotonic() + 30  # nor anything alive in its process group (ServerApp, ClientApps)
+            while live_members(p.pid):
+                assert time.monotonic() < deadline, f"process group {p.pid} still has {live_members(p.pid)}"
                 time.sleep(0.2)
+
+
+def live_members(pgid: int) -> list[str]:
+    """Processes of a process group that are not zombies (a zombie has exited; its parent may be
+    an init that reaps late)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2:].split()  # after "pid (comm) ": state, ppid, pgrp, ...
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(text[: text.rindex(")") + 1])
+    return members
 
 
 @pytest.fixture
