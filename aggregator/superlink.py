@@ -106,9 +106,10 @@ def flwr(cfg: ServerRoleConfig, *args: str, timeout: float = 120.0) -> subproces
 
 def start_superlink(cfg: ServerRoleConfig) -> subprocess.Popen:
     """Start the SuperLink, write the CLI connection, wait until it answers (or raise)."""
+    command = superlink_command(cfg)  # checks the certificate files before anything is written
     Path(cfg.database).parent.mkdir(parents=True, exist_ok=True)
     write_connection(cfg)
-    proc = subprocess.Popen(superlink_command(cfg), env=flwr_env(cfg), stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(command, env=flwr_env(cfg), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + cfg.start_timeout
     while time.monotonic() < deadline:

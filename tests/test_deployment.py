@@ -201,6 +201,8 @@ def test_server_config_errors_are_clear(tmp_path):
     (tmp_path / "server.toml").write_text("[superlink]\nprot = 1\n")
     with pytest.raises(ValueError, match="unknown key.*prot"):
         load_server_config(tmp_path / "server.toml")
-    cfg = ServerRoleConfig(ca_cert=str(tmp_path / "nope.crt"))
+    cfg = ServerRoleConfig(ca_cert=str(tmp_path / "nope.crt"), flwr_home=str(tmp_path / "flwr"),
+                           database=str(tmp_path / "state" / "db"))
     with pytest.raises(FileNotFoundError, match="fedtar certs"):
         start_superlink(cfg)
+    assert not (tmp_path / "flwr").exists()  # nothing written before the check
