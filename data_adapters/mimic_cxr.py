@@ -181,6 +181,7 @@ def prepare_mimic_cxr(root: str | Path, patients: str | Path, out: str | Path, p
         entry.images.append((row["dicom_id"].strip(), (row["ViewPosition"] or "").strip().upper()))
 
     records_by_subject: dict[str, list[ExamRecord]] = defaultdict(list)
+    when: dict[int, dt.datetime] = {}  # id(record) -> StudyDate and StudyTime, for the visit order
     for st in sorted(studies.values(), key=lambda s: s.line):
         pseudo_study = pseudonymizer.study(st.study)
         where = f"(study {pseudo_study})"
@@ -230,15 +231,15 @@ def prepare_mimic_cxr(root: str | Path, patients: str | Path, out: str | Path, p
             image_paths=images, findings=sections.findings, impression=sections.impression, split=split,
             extras={"view": views[0][1]}, labels=labels_of.get(st.study, {}),
         ))
-        records_by_subject[st.subject][-1].extras["_when"] = st.date.isoformat()
+        when[id(records_by_subject[st.subject][-1])] = st.date
+    for records in records_by_subject.values():
+        records.sort(key=lambda r: when[id(r)])
     return _write_sites(out, records_by_subject, people, opts, skipped)
 
 
 def _write_sites(out: Path, by_subject: dict[str, list[ExamRecord]], people: dict[str, tuple[str, int, int]],
                  opts: MimicOptions, skipped: list[SkippedRow]) -> PreparedData:
-    """Order studies into visits (date and time), assign sites, move images under each site."""
-    for records in by_subject.values():
-        records.sort(key=lambda r: r.extras.pop("_when"))
+    """Assign sites (studies already in visit order), move images under each site."""
     first = {s: (people[s][0], min(r.age for r in rs), min(r.study_date for r in rs))
              for s, rs in by_subject.items()}
     site_of = _partition(first, opts)

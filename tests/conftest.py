@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import warnings
@@ -51,6 +52,12 @@ TINY_FED = {"model.hidden_size": 32, "model.layers": 1, "model.heads": 2, "data.
             "demographics.gmm_components": 4, "lora.hyper_dim": 4, "client.local_epochs": 1,
             "client.eval_meteor": False, "train.lr": 1e-3, "lora.alpha": 8, "policy.meta_lr": 0.05,
             "federation.min_sites": 2}
+
+
+def toml_lines(values: dict) -> str:
+    """Config keys as TOML lines (for role files and sweep files written by tests)."""
+    return "".join(f'"{k}" = {json.dumps(v) if not isinstance(v, bool) else str(v).lower()}\n'
+                   for k, v in values.items())
 
 
 @pytest.fixture(scope="session")

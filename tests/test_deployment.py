@@ -30,7 +30,7 @@ from aggregator.superlink import (
     wait_run,
 )
 from clients.supernode import load_node_config, start_supernode
-from conftest import TINY_FED
+from conftest import TINY_FED, toml_lines
 from data_adapters.synthetic import SyntheticConfig, generate_federation
 from fedtar.audit import read_log
 from fedtar.cli import main
@@ -60,8 +60,7 @@ class Deployment:
             f'log_file = "state/superlink.log"\n')
         self.server, _ = load_server_config(root / "server.toml")
         self.tiny = root / "tiny.toml"
-        self.tiny.write_text("".join(f"{k} = {json.dumps(v) if not isinstance(v, bool) else str(v).lower()}\n"
-                                     for k, v in TINY_FED.items()))
+        self.tiny.write_text(toml_lines(TINY_FED))
         self.node_configs = []
         for i in range(sites):
             path = root / f"node{i + 1}.toml"

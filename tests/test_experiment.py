@@ -6,14 +6,13 @@ import json
 
 from PIL import Image
 
-from conftest import TINY_FED
+from conftest import TINY_FED, toml_lines
 from fedtar.cli import main
 
 
 def test_compare_writes_tables_plots_and_resumes(tiny_base, tmp_path, capsys):
     config = {k: v for k, v in TINY_FED.items() if k != "federation.min_sites"}
-    cfg_lines = "".join(f'"{k}" = {json.dumps(v) if not isinstance(v, bool) else str(v).lower()}\n'
-                        for k, v in config.items())
+    cfg_lines = toml_lines(config)
     sweep = tmp_path / "tiny.toml"
     sweep.write_text(
         f'[experiment]\nout = "{tmp_path / "out"}"\nbase = "{tiny_base}"\nseeds = [0]\n'
