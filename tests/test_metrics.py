@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import shutil
 
 import pytest
@@ -14,6 +15,8 @@ from fedtar.findings import CHEXPERT_OBSERVATIONS
 from fedtar.labeler import extract_changes, label_report
 from fedtar.metrics import bleu, cider_d, comparison_accuracy, evaluate_reports, meteor, metric_tokens, rouge_l
 from fedtar.metrics.clinical import clinical_efficacy
+from fedtar.metrics.ptb import coco_tokenize
+from report_corpus import REPORTS, TOKENIZER_SENTENCES
 
 PAIRS = [
     ("there is a small left pleural effusion", "there is a moderate left pleural effusion"),
@@ -46,6 +49,40 @@ def test_perfect_and_disjoint_reports():
 
 def test_metric_tokens_drop_punctuation_and_case():
     assert metric_tokens("No pneumothorax. Left-sided effusion, small.") == "no pneumothorax left-sided effusion small"
+    # PTB quirks that move scores on real text: clitics split, slashes kept, brackets survive lowercased.
+    assert metric_tokens("The patient's and/or (2.5cm) d/w Dr. ___") == \
+        "the patient 's and/or -lrb- 2.5 cm -rrb- d/w dr. ___"
+
+
+def _real_style_texts() -> list[str]:
+    texts = [t for t, _ in REPORTS] + TOKENIZER_SENTENCES
+    return texts + [s for t in texts for s in re.split(r"(?<=[.;]) ", t)]  # sentences too
+
+
+@pytest.mark.skipif(shutil.which("java") is None, reason="pycocoevalcap's PTBTokenizer is a Java program")
+def test_tokens_and_scores_equal_pycocoevalcap_pipeline_on_real_style_text():
+    """Our pure-Python pipeline against the real one: Java PTBTokenizer, then Bleu/Rouge/Cider."""
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    texts = _real_style_texts()
+    java = PTBTokenizer().tokenize({i: [{"caption": t}] for i, t in enumerate(texts)})
+    ours = coco_tokenize(texts)
+    mismatched = [(t, java[i][0], ours[i]) for i, t in enumerate(texts) if java[i][0] != ours[i]]
+    assert not mismatched, mismatched[:3]
+    assert len(texts) > 400 and sum("-lrb-" in o for o in ours) >= 5
+
+    # Scores: references are the reports, hypotheses other reports (realistic overlap, not copies).
+    refs = [t for t, _ in REPORTS]
+    hyps = refs[7:] + refs[:7]
+    gts = PTBTokenizer().tokenize({i: [{"caption": r}] for i, r in enumerate(refs)})
+    res = PTBTokenizer().tokenize({i: [{"caption": h}] for i, h in enumerate(hyps)})
+    ours_row = evaluate_reports(hyps, refs, with_meteor=False)
+    ref_bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
+    for k in range(4):
+        assert ours_row[f"bleu{k + 1}"] == pytest.approx(ref_bleu[k], abs=1e-9)
+    assert ours_row["rouge_l"] == pytest.approx(Rouge().compute_score(gts, res)[0], abs=1e-9)
+    assert ours_row["cider"] == pytest.approx(Cider().compute_score(gts, res)[0], abs=1e-9)
+    assert 0.05 < ours_row["bleu1"] < 0.6 and 0 < ours_row["cider"] < 2
 
 
 @pytest.mark.skipif(shutil.which("java") is None, reason="the no-Java path is tested below")

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from .clinical import clinical_efficacy
 from .nlg import bleu, cider_d, meteor, metric_tokens, rouge_l
+from .ptb import coco_tokenize
 from .temporal import comparison_accuracy
 
 METRIC_COLUMNS = ("bleu1", "bleu4", "meteor", "rouge_l", "cider", "ce_f1", "cmp_acc")
@@ -17,8 +18,8 @@ def evaluate_reports(hyps: Sequence[str], refs: Sequence[str], with_meteor: bool
         raise ValueError(f"{len(hyps)} generated reports for {len(refs)} references")
     if not hyps:
         return {}
-    h = [metric_tokens(x) or "empty" for x in hyps]
-    r = [metric_tokens(x) or "empty" for x in refs]
+    h = [x or "empty" for x in coco_tokenize(hyps)]
+    r = [x or "empty" for x in coco_tokenize(refs)]
     b = bleu(h, r)
     out = {f"bleu{k + 1}": b[k] for k in range(4)}
     out["rouge_l"] = rouge_l(h, r)
@@ -45,5 +46,5 @@ def evaluate_by_visit(hyps: Sequence[str], refs: Sequence[str], visits: Sequence
     return out
 
 
-__all__ = ["METRIC_COLUMNS", "bleu", "cider_d", "clinical_efficacy", "comparison_accuracy", "evaluate_by_visit",
+__all__ = ["METRIC_COLUMNS", "bleu", "cider_d", "clinical_efficacy", "coco_tokenize", "comparison_accuracy", "evaluate_by_visit",
            "evaluate_reports", "meteor", "metric_tokens", "rouge_l"]

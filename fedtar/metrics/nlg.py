@@ -1,8 +1,9 @@
 """BLEU-1..4, ROUGE-L, CIDEr-D and METEOR with pycocoevalcap's definitions.
 
 Conventions of the report-generation literature (the coco-caption code):
-reports are lowercased and punctuation is dropped (`metric_tokens`), one
-reference per report; BLEU is corpus-level with the "closest" reference
+reports go through pycocoevalcap's PTBTokenizer pipeline (lowercased PTB
+tokens, its punctuation list dropped), reproduced in pure Python by
+fedtar.metrics.ptb (`metric_tokens`), one reference per report; BLEU is corpus-level with the "closest" reference
 length; ROUGE-L is the mean per-report LCS F-measure with beta = 1.2; CIDEr is
 pycocoevalcap's CIDEr-D (n = 4, sigma = 6, clipped tf-idf, x10, document
 frequencies from the references being scored). Scores are on a 0-1 scale
@@ -15,18 +16,19 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import shutil
 from collections import Counter
 from collections.abc import Sequence
 
+from .ptb import coco_tokenize
+
 log = logging.getLogger(__name__)
-_TOKEN = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
 
 
 def metric_tokens(text: str) -> str:
-    """Lowercase words without punctuation, space-joined (the PTB-tokenizer convention)."""
-    return " ".join(_TOKEN.findall(text.lower()))
+    """One report as pycocoevalcap's PTBTokenizer leaves it (use `coco_tokenize` for a corpus:
+    the Java tokenizer reads reports joined by newlines, and a few rules look past the line end)."""
+    return coco_tokenize([text])[0]
 
 
 def _ngrams(words: list[str], n: int = 4) -> Counter:
