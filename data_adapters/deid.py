@@ -7,8 +7,10 @@
   patient's exams, so intervals between visits are kept exactly).
 - DICOM attributes of the PS3.15 Annex E basic profile are never copied: adapters
   read only the attributes in ``ALLOWED_ATTRIBUTES`` (none of which is in the profile).
-- Identifiers that appear inside report text (patient ID, name, accession number)
-  are replaced by ``___``, the placeholder MIMIC-CXR uses.
+- Report text goes through ``scrub_text`` (``phi_text.py``): the identifiers the adapter
+  knows plus anything shaped like PHI (names near cues, dates, times, phone numbers,
+  e-mails, record numbers, addresses, ages over 89) become ``___``, the placeholder
+  MIMIC-CXR uses; with a date shift, full dates in the text move by the patient's offset.
 - ``ensure_outside`` refuses an output folder inside the source archive.
 """
 
@@ -18,13 +20,14 @@ import datetime as dt
 import hashlib
 import hmac
 import logging
-import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from fedtar.private_files import write_owner_only
+
+from .phi_text import PLACEHOLDER, scrub_text  # noqa: F401  (PLACEHOLDER: the adapters' one placeholder)
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +59,6 @@ ALLOWED_ATTRIBUTES: frozenset[str] = frozenset({
     "WindowCenter", "WindowWidth", "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing",
     "SliceThickness", "Rows", "Columns", "BitsAllocated", "SOPClassUID",
 })
-PLACEHOLDER = "___"
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,11 @@ class Pseudonymizer:
         offset = int.from_bytes(self._digest("date", source_patient_id.strip())[:8], "big") % span
         return date + dt.timedelta(days=offset - self.max_date_shift_days)
 
+    def scrub(self, text: str, source_patient_id: str, identifiers: Iterable[str] = ()) -> str:
+        """Report text without PHI; its dates moved by the patient's offset (removed when no shift is set)."""
+        shift = (lambda date: self.shift(source_patient_id, date)) if self.max_date_shift_days else None
+        return scrub_text(text, (source_patient_id, *identifiers), shift)
+
 
 def load_or_create_secret(path: str | Path) -> bytes:
     """The site secret: read it, or create it (32 random bytes, owner-only) on first use."""
@@ -95,20 +102,6 @@ def load_or_create_secret(path: str | Path) -> bytes:
     write_owner_only(path, (secret.hex() + "\n").encode(), exclusive=True)
     log.info("created a new site secret in %s: keep it to get the same pseudonyms next time", path)
     return secret
-
-
-def scrub_text(text: str, identifiers: Iterable[str]) -> str:
-    """Replace identifiers (and each part of a DICOM PN name) found in report text."""
-    words: set[str] = set()
-    for ident in identifiers:
-        ident = (ident or "").strip()
-        if not ident:
-            continue
-        words.add(ident)
-        words.update(p for p in re.split(r"[\^\s,]+", ident) if len(p) >= 2)
-    for w in sorted(words, key=len, reverse=True):
-        text = re.sub(rf"(?<!\w){re.escape(w)}(?!\w)", PLACEHOLDER, text, flags=re.IGNORECASE)
-    return text
 
 
 def ensure_outside(source: str | Path, out: str | Path) -> None:

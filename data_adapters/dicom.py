@@ -16,8 +16,8 @@ Per study (StudyInstanceUID):
   from PatientBirthDate and StudyDate.
 
 Only pseudonyms, shifted dates, ages, sex and view reach the manifest;
-PatientID, name, birth date and accession number found in report text are
-replaced by ``___``. Files that are not DICOM but look like they should be
+report text goes through ``Pseudonymizer.scrub`` (the header's identifiers and
+anything shaped like PHI become ``___``; dates move with the patient's shift). Files that are not DICOM but look like they should be
 (``.dcm``, ``.dicom`` or no suffix) are skipped and reported.
 """
 
@@ -32,7 +32,7 @@ from pathlib import Path
 import pydicom
 
 from .ct import write_nifti
-from .deid import Pseudonymizer, ensure_outside, scrub_text
+from .deid import Pseudonymizer, ensure_outside
 from .dicom_io import DicomReadError, read_ct_series, read_header, read_projection
 from .mimic_cxr import FRONTAL
 from .prepared import MANIFEST_FILE, PreparedData, read_table, save_png, stable_unit, write_prepared
@@ -183,10 +183,10 @@ def prepare_dicom(root: str | Path, out: str | Path, pseudonymizer: Pseudonymize
         if not text:
             skip(where, 0, "no report (no SR in the study, not in the reports CSV)")
             continue
-        identifiers = (st.patient_id, st.patient_name, st.accession, st.birth_date)
+        identifiers = (st.patient_name, st.accession, st.birth_date)
         sections = extract_sections(text)
-        findings, impression = scrub_text(sections.findings, identifiers), scrub_text(sections.impression,
-                                                                                     identifiers)
+        findings, impression = (pseudonymizer.scrub(t, st.patient_id, identifiers)
+                                for t in (sections.findings, sections.impression))
         if not findings and not impression:
             skip(where, 0, "report without findings or impression")
             continue

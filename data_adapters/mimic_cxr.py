@@ -228,7 +228,8 @@ def prepare_mimic_cxr(root: str | Path, patients: str | Path, out: str | Path, p
             site_id="", patient_id=pseudo, visit_index=0,
             study_date=pseudonymizer.shift(st.subject, st.date.date()), days_since_prior=0,
             age=float(anchor_age + st.date.year - anchor_year), sex=sex if sex in "MF" else "U",
-            image_paths=images, findings=sections.findings, impression=sections.impression, split=split,
+            image_paths=images, findings=pseudonymizer.scrub(sections.findings, st.subject, (st.study,)),
+            impression=pseudonymizer.scrub(sections.impression, st.subject, (st.study,)), split=split,
             extras={"view": views[0][1]}, labels=labels_of.get(st.study, {}),
         ))
         when[id(records_by_subject[st.subject][-1])] = st.date
