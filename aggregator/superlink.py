@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +41,8 @@ class ServerRoleConfig:
     insecure: bool = False              # plain HTTP, no node auth: only for a closed test network
     start_timeout: float = 60.0         # seconds for the SuperLink to answer
     run_timeout: float = 24 * 3600.0    # seconds for a submitted run to finish
+    stall_timeout: float = 0.0          # >0: give up when no round was checkpointed for this long (needs an
+                                        # absolute out-dir in the run config); 0: only run_timeout
     log_file: str = ""
 
     def path(self, value: str, base: Path) -> str:
@@ -104,51 +108,138 @@ def flwr(cfg: ServerRoleConfig, *args: str, timeout: float = 120.0) -> subproces
                           timeout=timeout)
 
 
+def flwr_json(cfg: ServerRoleConfig, *args: str, timeout: float = 120.0) -> dict:
+    """`flwr ... --format json`, read by its ``success`` field.
+
+    The CLI exits 0 even when it could not reach the SuperLink (it prints
+    ``{"success": false, "error-message": ...}``), so the exit code says nothing.
+    Raises ``FlwrError`` with Flower's message when the call failed.
+    """
+    out = flwr(cfg, *args, "--format", "json", timeout=timeout)
+    try:
+        reply = json.loads(out.stdout)
+    except ValueError:
+        reply = None
+    if not isinstance(reply, dict) or reply.get("success") is False or out.returncode != 0:
+        message = reply.get("error-message", "") if isinstance(reply, dict) else ""
+        raise FlwrError(message or (out.stdout + out.stderr).strip()[-800:] or f"exit code {out.returncode}")
+    return reply
+
+
+class FlwrError(RuntimeError):
+    """A `flwr` CLI call that failed; ``unavailable`` when the SuperLink did not answer."""
+
+    @property
+    def unavailable(self) -> bool:
+        return "unavailable" in str(self).lower()
+
+
+def console_log(cfg: ServerRoleConfig) -> Path:
+    """Where the SuperLink's own stdout/stderr go (uvicorn reports bind errors only there)."""
+    return Path(cfg.database).parent / "superlink.console.log"
+
+
 def start_superlink(cfg: ServerRoleConfig) -> subprocess.Popen:
-    """Start the SuperLink, write the CLI connection, wait until it answers (or raise)."""
+    """Start the SuperLink, write the CLI connection, wait until it is ready (or raise).
+
+    Ready means: the process is alive, it listens on host:port itself (not some other
+    server on that port), and the Control API answers a `flwr list` that succeeds. The
+    Fleet API is served by the same listener, so SuperNodes can connect from then on.
+    A SuperLink that exits at start (e.g. the port is taken: uvicorn binds only after
+    its application started) is reported with the last lines of its console output.
+    """
     command = superlink_command(cfg)  # checks the certificate files before anything is written
     Path(cfg.database).parent.mkdir(parents=True, exist_ok=True)
     write_connection(cfg)
-    proc = subprocess.Popen(command, env=flwr_env(cfg), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    console = console_log(cfg)
+    with open(console, "ab") as out:
+        proc = subprocess.Popen(command, env=flwr_env(cfg), stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
     deadline = time.monotonic() + cfg.start_timeout
+    last_error = "no answer yet"
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"flower-superlink exited with code {proc.returncode} at start "
-                               f"(see {cfg.log_file or 'its output'})")
-        if flwr(cfg, "list", cfg.connection, "--format", "json", timeout=30).returncode == 0:
-            log.info("SuperLink up at %s:%d (%s)", cfg.host, cfg.port,
-                     "insecure" if cfg.insecure else "TLS + node auth")
-            return proc
+            raise SuperLinkStartError(f"flower-superlink exited with code {proc.returncode} at start: "
+                                      f"{_tail(console)} (full output: {console})")
+        if listens_on(proc.pid, cfg.port):
+            try:
+                flwr_json(cfg, "list", cfg.connection, timeout=60)
+            except FlwrError as e:
+                last_error = str(e).strip().splitlines()[-1] if str(e).strip() else "error"
+            else:
+                if proc.poll() is None:
+                    log.info("SuperLink up at %s:%d (%s)", cfg.host, cfg.port,
+                             "insecure" if cfg.insecure else "TLS + node auth")
+                    return proc
         time.sleep(0.5)
     stop(proc)
-    raise TimeoutError(f"SuperLink did not answer within {cfg.start_timeout:.0f} s")
+    raise TimeoutError(f"SuperLink not ready within {cfg.start_timeout:.0f} s (last: {last_error}); "
+                       f"console output in {console}")
 
 
-def register_nodes(cfg: ServerRoleConfig) -> list[str]:
-    """Register each site's public key (an already registered key is fine). Returns the keys added."""
+class SuperLinkStartError(RuntimeError):
+    """The SuperLink process ended while starting; ``port_in_use`` when it could not bind."""
+
+    @property
+    def port_in_use(self) -> bool:
+        return "address already in use" in str(self)
+
+
+def listens_on(pid: int, port: int) -> bool:
+    """Whether process `pid` holds a listening TCP socket on `port`."""
+    import psutil
+
+    try:
+        conns = psutil.Process(pid).net_connections(kind="tcp")
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+    return any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port for c in conns)
+
+
+def _tail(path: Path, lines: int = 3) -> str:
+    """The console's error lines (else its last lines), without colour codes."""
+    try:
+        text = re.sub(r"\x1b\[[0-9;]*m", "", path.read_text(errors="replace")).strip().splitlines()
+    except OSError:
+        return "(no output)"
+    errors = [line.strip() for line in text if "ERROR" in line or "Error" in line]
+    return " | ".join((errors or text)[-lines:]) or "(no output)"
+
+
+def register_nodes(cfg: ServerRoleConfig, retry_for: float = 60.0) -> list[str]:
+    """Register each site's public key (an already registered key is fine). Returns the keys added.
+
+    A SuperLink that does not answer is retried for `retry_for` seconds (a busy machine),
+    any other refusal is an error naming the key.
+    """
     added = []
     for key in cfg.node_keys:
-        out = flwr(cfg, "supernode", "register", key, cfg.connection)
-        text = (out.stdout + out.stderr).lower()
-        if out.returncode != 0 and "already" not in text:
-            raise RuntimeError(f"registering {key} failed: {(out.stdout + out.stderr).strip()[-500:]}")
-        if out.returncode == 0:
+        deadline = time.monotonic() + retry_for
+        while True:
+            try:
+                flwr_json(cfg, "supernode", "register", key, cfg.connection)
+            except FlwrError as e:
+                if "already" in str(e).lower():
+                    break
+                if e.unavailable and time.monotonic() < deadline:
+                    time.sleep(1.0)
+                    continue
+                raise RuntimeError(f"registering {key} failed: {str(e)[-500:]}") from None
             added.append(key)
+            break
     log.info("registered %d of %d site key(s)", len(added), len(cfg.node_keys))
     return added
 
 
 def submit_run(cfg: ServerRoleConfig, app: str | Path, run_config: dict[str, object] | None = None) -> int:
     """`flwr run APP CONNECTION` with the given run config; returns the run id."""
-    args = ["run", str(app), cfg.connection, "--format", "json"]
+    args = ["run", str(app), cfg.connection]
     if run_config:
         args += ["--run-config", " ".join(f"{k}={_toml_value(v)}" for k, v in run_config.items())]
-    out = flwr(cfg, *args, timeout=300)
     try:
-        return int(json.loads(out.stdout)["run-id"])
-    except (ValueError, KeyError, TypeError):
-        raise RuntimeError(f"flwr run failed: {(out.stdout + out.stderr).strip()[-800:]}") from None
+        return int(flwr_json(cfg, *args, timeout=300)["run-id"])
+    except (FlwrError, ValueError, KeyError, TypeError) as e:
+        raise RuntimeError(f"flwr run failed: {str(e)[-800:]}") from None
 
 
 def parse_run_config(pairs: dict[str, str]) -> dict[str, object]:
@@ -178,26 +269,50 @@ def _toml_value(v: object) -> str:
 
 
 def run_status(cfg: ServerRoleConfig, run_id: int) -> str:
-    out = flwr(cfg, "list", cfg.connection, "--run-id", str(run_id), "--format", "json", timeout=60)
+    """The run's status from `flwr list` ("unknown" when the SuperLink did not answer)."""
     try:
-        runs = json.loads(out.stdout)["runs"]
-        return str(runs[0]["status"])
-    except (ValueError, KeyError, IndexError, TypeError):
+        return str(flwr_json(cfg, "list", cfg.connection, "--run-id", str(run_id), timeout=60)["runs"][0]["status"])
+    except (FlwrError, KeyError, IndexError, TypeError):
         return "unknown"
 
 
-def wait_run(cfg: ServerRoleConfig, run_id: int, timeout: float | None = None, poll: float = 2.0) -> str:
-    """Poll `flwr list` until the run is finished (its status) or the deadline ("timeout")."""
-    deadline = time.monotonic() + (timeout or cfg.run_timeout)
+def wait_run(cfg: ServerRoleConfig, run_id: int, timeout: float | None = None, poll: float = 2.0,
+             progress: Callable[[], object] | None = None, stall_timeout: float | None = None) -> str:
+    """Poll `flwr list` until the run is finished (its status), or end with "timeout".
+
+    Two deadlines: `timeout` (default `run_timeout`) caps the whole wait; with a
+    `progress` callable (any value that changes when the run moves on, e.g. rounds
+    checkpointed), the wait also ends when it has not changed for `stall_timeout`
+    seconds. A slow machine then gives a slow finish, a stuck run still ends.
+    """
+    total = timeout or cfg.run_timeout
+    start = time.monotonic()
+    last_move, seen = start, progress() if progress else None
     status = "unknown"
-    while time.monotonic() < deadline:
+    while True:
         status = run_status(cfg, run_id)
         if status.startswith(FINISHED_PREFIX):
-            log.info("run %d: %s", run_id, status)
+            log.info("run %d: %s after %.0f s", run_id, status, time.monotonic() - start)
             return status
+        now = time.monotonic()
+        if progress:
+            current = progress()
+            if current != seen:
+                seen, last_move = current, now
+            if stall_timeout and now - last_move > stall_timeout:
+                log.error("run %d made no progress for %.0f s (last status %s, progress %s)", run_id,
+                          stall_timeout, status, seen)
+                return "timeout"
+        if now - start > total:
+            log.error("run %d not finished after %.0f s (last status %s)", run_id, total, status)
+            return "timeout"
         time.sleep(poll)
-    log.error("run %d not finished after %.0f s (last status %s)", run_id, timeout or cfg.run_timeout, status)
-    return "timeout"
+
+
+def checkpoint_progress(out_dir: str | Path) -> Callable[[], int]:
+    """Progress of a run as the number of rounds checkpointed in its out-dir."""
+    folder = Path(out_dir) / "checkpoints"
+    return lambda: len(list(folder.glob("round-*.pt"))) if folder.is_dir() else 0
 
 
 def stop(proc: subprocess.Popen, grace: float = 10.0) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import logging
 import sys
 import warnings
@@ -24,6 +25,17 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _synth_mimic(args: argparse.Namespace) -> int:
+    from data_adapters.mimic_rehearsal import RehearsalConfig, write_rehearsal
+
+    archive = write_rehearsal(args.out, RehearsalConfig(studies=args.studies, image_size=args.image_size,
+                                                        seed=args.seed, workers=args.workers),
+                              progress=not args.no_progress)
+    print(f"Wrote a MIMIC-CXR-JPG rehearsal archive: {archive.subjects} subjects, {archive.studies} studies, "
+          f"{archive.images} images\n  --root {archive.root.resolve()}\n  --patients {archive.patients.resolve()}")
+    return 0
+
+
 def _config(args: argparse.Namespace, synthetic: bool = False):
     from fedtar.config import SYNTHETIC_PRESET, load_config, parse_set_args
 
@@ -33,7 +45,7 @@ def _config(args: argparse.Namespace, synthetic: bool = False):
 def _pretrain(args: argparse.Namespace) -> int:
     from fedtar.pretrain import pretrain_base
 
-    folder = pretrain_base(args.out, _config(args, synthetic=True), epochs=args.epochs)
+    folder = pretrain_base(args.out, _config(args, synthetic=True), epochs=args.epochs, data=args.data)
     print(f"Pretrained base in {folder}")
     return 0
 
@@ -101,8 +113,9 @@ def _prepare_mimic(args: argparse.Namespace) -> int:
     from data_adapters.mimic_cxr import MimicOptions, prepare_mimic_cxr
 
     opts = MimicOptions(sites=args.sites, partition=args.partition, dirichlet_alpha=args.alpha, views=args.views,
-                        per_study=args.per_study, image_size=args.image_size, seed=args.seed)
-    prepared = prepare_mimic_cxr(args.root, args.patients, args.out, _pseudonymizer(args), opts, args.reports)
+                        per_study=args.per_study, image_size=args.image_size, seed=args.seed, workers=args.workers)
+    prepared = prepare_mimic_cxr(args.root, args.patients, args.out, _pseudonymizer(args), opts, args.reports,
+                                 progress=not args.no_progress)
     print(prepared.summary)
     print(f"\nWrote {len(prepared.manifests)} site manifest(s) under {Path(args.out).resolve()}")
     return 0 if prepared.manifests else 1
@@ -124,12 +137,17 @@ def _evaluate(args: argparse.Namespace) -> int:
     from data_adapters.records import find_manifests
     from fedtar.evaluation import STANDARD_COLUMNS, evaluate_manifests, write_generated
     from fedtar.tables import format_table
+    from fedtar.tokenizer import unknown_rate
 
     model, tokenizer = load_trained(args.model)
     ev, parts = evaluate_manifests(model, tokenizer, find_manifests(args.data), args.split, args.beams,
                                    not args.no_meteor)
+    unknown = unknown_rate(tokenizer, [r.report(model.cfg.data.section) for p in parts for r in p.records])
     path = write_generated(args.out, parts, ev)
-    print(f"{args.split} split: {len(ev.generated)} exams from {len(parts)} site(s)")
+    print(f"{args.split} split: {len(ev.generated)} exams from {len(parts)} site(s); unknown-token rate of the "
+          f"model's tokenizer on their reports: {unknown}"
+          + (" -- above data.max_unknown_rate: the scores are measured on [UNK]s"
+             if unknown.rate > model.cfg.data.max_unknown_rate else ""))
     print(format_table(list(STANDARD_COLUMNS), [[ev.overall.get(c, float("nan")) for c in STANDARD_COLUMNS]]))
     print(f"\nGenerated reports: {path.resolve()}")
     return 0
@@ -151,6 +169,7 @@ def _server(args: argparse.Namespace) -> int:
 
     from fedtar.config import parse_set_args
     from aggregator.superlink import (
+        checkpoint_progress,
         load_server_config,
         parse_run_config,
         register_nodes,
@@ -174,7 +193,9 @@ def _server(args: argparse.Namespace) -> int:
                 values["resume"] = True
             run_id = submit_run(cfg, args.app, values)
             print(f"submitted run {run_id}; waiting (flwr list --run-id {run_id})", flush=True)
-            status = wait_run(cfg, run_id)
+            out_dir = str(values.get("out-dir", ""))
+            progress = checkpoint_progress(out_dir) if os.path.isabs(out_dir) else None
+            status = wait_run(cfg, run_id, progress=progress, stall_timeout=cfg.stall_timeout or None)
             print(f"run {run_id}: {status}")
             return 0 if status == "finished:completed" else 1
         while proc.poll() is None:  # serve until interrupted
@@ -239,8 +260,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=128)
     p.set_defaults(func=_synth)
 
-    p = sub.add_parser("pretrain", help="train the small base on the synthetic public pool (cached)")
+    p = sub.add_parser("synth-mimic", help="write a MIMIC-CXR-JPG rehearsal archive (layout, tables, report "
+                       "text) of any size, for prepare -> simulate without MIMIC")
+    p.add_argument("--out", required=True, help="output folder (mimic-cxr-jpg/ and mimiciv/ are written in it)")
+    p.add_argument("--studies", type=int, default=200, help="number of studies (MIMIC-CXR has 227,835)")
+    p.add_argument("--image-size", type=int, default=512, help="JPG height in pixels")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=0, help="processes (default 0: the machine's cores)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_synth_mimic)
+
+    p = sub.add_parser("pretrain", help="make the base: trained on a public pool (synthetic, or --data), or "
+                       "assembled from pretrained backbones (model.encoder / model.decoder); cached")
     p.add_argument("--out", default="runs/base", help="folder for the base (reused when it matches)")
+    p.add_argument("--data", help="a prepared federation folder as the public pool (its train split trains "
+                   "the base and the tokenizer), e.g. MIMIC-CXR's official train split")
     p.add_argument("--epochs", type=int, help=PRETRAIN_EPOCHS_HELP)
     _add_config_args(p)
     p.set_defaults(func=_pretrain)
@@ -296,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--views", choices=("frontal", "all"), default="frontal")
         q.add_argument("--per-study", choices=("one", "all"), default="one", help="images kept per study")
         q.add_argument("--image-size", type=int, default=512, help="longer side of written PNGs (0: keep)")
+        q.add_argument("--workers", type=int, default=0, help="processes decoding images (default 0: the "
+                       "machine's cores); an interrupted prepare rerun with the same arguments continues")
+        q.add_argument("--no-progress", action="store_true", help="no progress bar")
     m.set_defaults(func=_prepare_mimic)
     d.set_defaults(func=_prepare_dicom)
 

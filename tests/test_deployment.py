@@ -20,8 +20,11 @@ import torch
 
 from aggregator.superlink import (
     ServerRoleConfig,
-    flwr,
+    SuperLinkStartError,
+    checkpoint_progress,
     flwr_env,
+    flwr_json,
+    listens_on,
     load_server_config,
     register_nodes,
     start_superlink,
@@ -36,6 +39,10 @@ from fedtar.audit import read_log
 from fedtar.cli import main
 
 APP = Path(__file__).resolve().parents[1]
+# Deadlines scale with measured progress: a run fails when neither a site's reply (audit
+# log line) nor a round's checkpoint has appeared for STALL seconds; MAX_RUN only bounds a
+# run that keeps moving (a busy 2-core machine is slow, not stuck).
+STALL, MAX_RUN = 300.0, 3600.0
 
 
 def free_port() -> int:
@@ -71,22 +78,60 @@ class Deployment:
         self.env = {**flwr_env(self.server), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
     def start_link(self):
-        self.link = start_superlink(self.server)
+        """Start the SuperLink; a port taken since it was chosen (by any loopback socket on a
+        busy machine) gets a new one, and the sites are pointed at it."""
+        for attempt in range(3):
+            try:
+                self.link = start_superlink(self.server)
+                break
+            except SuperLinkStartError as e:
+                if not e.port_in_use or attempt == 2:
+                    raise
+                self.port = self.server.port = free_port()
+                for cfg in self.node_configs:
+                    cfg.superlink = f"127.0.0.1:{self.port}"
         self.procs.append(self.link)
         register_nodes(self.server)
 
     def start_node(self, i: int, key: str | None = None):
+        """Start a SuperNode on a port chosen now, again on another if that one was taken."""
         cfg = self.node_configs[i]
-        if key:
-            cfg = type(cfg)(**{**cfg.__dict__, "private_key": key, "port": free_port()})
-        proc = start_supernode(cfg, env=self.env, log_file=self.root / f"node{i + 1}.log")
-        self.procs.append(proc)
-        return proc
+        log_file = self.root / f"node{i + 1}{'-' + Path(key).name if key else ''}.log"
+        for _ in range(3):
+            cfg = type(cfg)(**{**cfg.__dict__, "port": free_port(), **({"private_key": key} if key else {})})
+            proc = start_supernode(cfg, env=self.env, log_file=log_file)
+            self.procs.append(proc)
+            if not self._lost_its_port(proc, cfg.port, log_file):
+                return proc
+        raise AssertionError(f"SuperNode {i + 1} could not bind a port: {log_file.read_text()[-500:]}")
+
+    @staticmethod
+    def _lost_its_port(proc, port: int, log_file: Path, timeout: float = 120.0) -> bool:
+        """Wait until the node listens on its port (True if it exited because the port was taken)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if listens_on(proc.pid, port):
+                return False
+            if proc.poll() is not None:
+                text = log_file.read_text(errors="replace").lower() if log_file.exists() else ""
+                return "address already in use" in text or "failed to bind" in text
+            time.sleep(0.2)
+        return False
 
     def run(self, out: Path, **extra) -> int:
         values = {"base-dir": str(self.base), "out-dir": str(out), "config": str(self.tiny),
                   "meta.validation": "federated", "client.eval_meteor": False, "federation.rounds": 2, **extra}
         return submit_run(self.server, APP, values)
+
+    def wait(self, run_id: int, out: Path) -> str:
+        """The run's end state, failing only when it stops moving (see STALL)."""
+        rounds = checkpoint_progress(out)
+        logs = [Path(c.audit_log) for c in self.node_configs]
+
+        def progress() -> tuple[int, ...]:
+            return (rounds(), *(len(p.read_text().splitlines()) if p.exists() else 0 for p in logs))
+
+        return wait_run(self.server, run_id, timeout=MAX_RUN, progress=progress, stall_timeout=STALL)
 
     def stop_all(self):
         for p in self.procs:
@@ -137,16 +182,15 @@ def test_tls_and_node_auth_run_completes_and_refuses_unknown_keys(deployment):
     d.start_node(1)
     intruder = d.start_node(1, key=str(d.root / "certs" / "nodes" / "intruder"))
     run_id = d.run(d.root / "run")
-    assert wait_run(d.server, run_id, timeout=400) == "finished:completed"
-    listed = json.loads(flwr(d.server, "list", d.server.connection, "--run-id", str(run_id), "--format",
-                             "json").stdout)
+    assert d.wait(run_id, d.root / "run") == "finished:completed"
+    listed = flwr_json(d.server, "list", d.server.connection, "--run-id", str(run_id))
     assert listed["runs"][0]["status"] == "finished:completed"
     results = json.loads((d.root / "run" / "results.json").read_text())
     assert results["status"] == "completed" and results["rounds_done"] == 2
     assert all(h["valid"] == 2 for h in results["history"])  # the intruder never took part
     assert results["metrics"]["num-examples"] > 0 and 0 <= results["metrics"]["bleu4"] <= 1
     # The unregistered key was refused: the SuperNode gave up with an error.
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + STALL
     while intruder.poll() is None and time.monotonic() < deadline:
         time.sleep(0.5)
     assert intruder.returncode not in (None, 0)
@@ -167,9 +211,9 @@ def test_a_site_killed_in_round_2_does_not_stop_the_run(deployment):
     victim = d.start_node(1)
     run_id = d.run(d.root / "run", **{"federation.rounds": 3, "federation.min_sites": 1,
                                       "federation.round_timeout": 45.0})
-    wait_for(d.root / "run" / "checkpoints" / "round-0001.pt", 300)
+    wait_for(d.root / "run" / "checkpoints" / "round-0001.pt", STALL)
     os.killpg(victim.pid, signal.SIGKILL)
-    assert wait_run(d.server, run_id, timeout=500) == "finished:completed"
+    assert d.wait(run_id, d.root / "run") == "finished:completed"
     results = json.loads((d.root / "run" / "results.json").read_text())
     assert results["status"] == "completed" and results["rounds_done"] == 3
     assert results["history"][0]["valid"] == 2 and results["history"][-1]["valid"] == 1
@@ -182,13 +226,13 @@ def test_server_killed_after_round_1_resumes_to_the_same_state(deployment):
     d.start_node(0)
     d.start_node(1)
     reference = d.run(d.root / "reference")
-    assert wait_run(d.server, reference, timeout=400) == "finished:completed"
+    assert d.wait(reference, d.root / "reference") == "finished:completed"
     d.run(d.root / "run")
-    wait_for(d.root / "run" / "checkpoints" / "round-0001.pt", 300)
+    wait_for(d.root / "run" / "checkpoints" / "round-0001.pt", STALL)
     stop(d.link, grace=0.1)  # the SuperLink and its ServerApp, mid-run
     d.start_link()            # same database: the sites' keys and connections come back
     resumed = d.run(d.root / "run", resume=True)
-    assert wait_run(d.server, resumed, timeout=400) == "finished:completed"
+    assert d.wait(resumed, d.root / "run") == "finished:completed"
     results = json.loads((d.root / "run" / "results.json").read_text())
     assert results["status"] == "completed" and results["rounds_done"] == 2
     a = torch.load(d.root / "reference" / "final_state.pt")
@@ -205,3 +249,19 @@ def test_server_config_errors_are_clear(tmp_path):
     with pytest.raises(FileNotFoundError, match="fedtar certs"):
         start_superlink(cfg)
     assert not (tmp_path / "flwr").exists()  # nothing written before the check
+
+
+def test_a_superlink_that_cannot_bind_is_not_taken_for_ready(deployment):
+    """The port held by a connected loopback socket (what an ephemeral port on a busy machine
+    does): uvicorn starts the application, fails to bind, and stops (the "lifespan stop" right
+    after "start" in the SuperLink's log). `flwr list` exits 0 even then; readiness must not."""
+    d = deployment
+    with socket.socket() as listener, socket.socket() as holder:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        holder.bind(("127.0.0.1", 0))
+        holder.connect(listener.getsockname())
+        d.server.port = holder.getsockname()[1]
+        with pytest.raises(SuperLinkStartError, match="address already in use") as e:
+            start_superlink(d.server)
+        assert e.value.port_in_use
