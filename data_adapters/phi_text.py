@@ -64,7 +64,10 @@ NAME_CUES = (r"d/w|discussed\s+with|spoke\s+(?:with|to)|spoken\s+(?:with|to)|tal
              r"conveyed\s+to|communicated\s+(?:with|to)|relayed\s+to|notified|informed|paged|called|"
              r"per|by|by\s*:|patient(?:'s)?\s+name\s*:?|name\s*:|patient|pt\.?|cc\s*:?|contact\s*:?|"
              r"(?:attending|resident|radiologist|fellow|physician|referring(?:\s+physician)?|ordering(?:\s+physician)?|"
-             r"provider|technologist|staff|author|signature)\s*:")
+             r"provider|technologist|staff|author|signature)\s*:|"
+             # a role or relative right before a name ("attending Sarah Lind", "daughter, Linda")
+             r"(?:attending|resident|fellow|radiologist|physician|nurse|technologist|colleague|daughter|son|wife|"
+             r"husband|mother|father|sister|brother|friend|partner|guardian)\s*,?")
 CREDENTIALS = r"(?:M\.?D\.?|D\.?O\.?|R\.?N\.?|N\.?P\.?|PA-C|Ph\.?D\.?|FRCR|MBBS|FACR|DMD)"
 
 # -- numbers ---------------------------------------------------------------------------------
@@ -79,7 +82,7 @@ MEDICAL_TOKEN = re.compile(
     r"(?:[CTLS]\d{1,2}(?:-[CTLS]?\d{1,2})*"                                    # spine levels
     r"|\d+(?:\.\d+)?(?:mm|cm|m|ml|cc|l|kg|g|mg|mcg|fr|f|french|h|hr|hrs|min|d|wk|wks|mo|y|yo|yr|yrs|x|"
     r"msv|mgy|kv|kvp|mas|hu|hz|mhz|khz|t|s|ms|mmhg|cmh2o|u|iu|meq|mmol|mol|gy|mci|mbq)"  # measurements
-    r"|\d+(?:st|nd|rd|th)|x\d+|b\d+"                                          # ordinals, "x2", b-values
+    r"|\d+(?:st|nd|rd|th)|x\d{1,2}|b\d+"                                          # ordinals, "x2", b-values
     r"|[A-Z][a-z]?-?\d{1,3}m?|\d{1,3}m?[A-Z][a-z]?)",                          # isotopes (I-131, 99mTc)
     re.IGNORECASE)
 
@@ -91,7 +94,7 @@ def _rx(pattern: str, flags: int = 0) -> re.Pattern[str]:
 EMAIL = _rx(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+")
 URL = _rx(r"(?i)\b(?:https?://|ftp://|www\.)[^\s<>\"]+[^\s<>\".,;:)]|"
           r"\b[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|org|net|edu|gov|io|us|uk|ca|de|info|biz)\b(?:/[^\s<>\"]*)?")
-IP = _rx(r"(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?![\w.]|\.\d)")
+IP = _rx(r"(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?!\w|\.\d)")
 
 # Full dates (shiftable); every one names its year, month and day groups.
 DATE_NUMERIC = _rx(r"(?<![\w/.-])(?P<a>\d{1,2})(?P<sep>[/.-])(?P<b>\d{1,2})(?P=sep)(?P<y>\d{4}|\d{2})"
@@ -116,7 +119,8 @@ CUED_PARTIAL = (
         rf"(?P<x>{YEAR4})(?!\s*(?:mg|ml|cc|units?|iu|mcg|g|kg)\b)(?![\w-]|\.\d)"),  # in 2019
     _rx(rf"(?i)\b(?P<cue>on|of|from|since|until|by|before|after|dated)[ \t]+(?P<x>the[ \t]+\d{{1,2}}{ORD})"
         r"(?=\s*(?:[.,;:)!?]|$)|\s+(?:at|and|when|where|or|in|with|to|for|of\s+(?:this|last|next|the)\s+month)\b)"),
-    _rx(r"(?i)\b(?P<cue>on|dated|from|since|until|of|prior|study|exam|compared\s+(?:to|with)|comparison:?)[ \t]+"
+    _rx(r"(?i)\b(?P<cue>on|dated|from|since|until|till|of|for|by|before|after|prior|study|exam|"
+        r"compared\s+(?:to|with)|comparison:?)[ \t]+"
         r"(?P<x>(?:0?[1-9]|1[0-2])/(?:0?[1-9]|[12]\d|3[01]))(?![\w/]|\.\d)"),                     # on 1/15
 )
 TIME = (
@@ -124,7 +128,7 @@ TIME = (
         r"(?:[ \t]*(?:hours|hrs|h)\b)?(?![\w:]|\.\d)"),
     _rx(r"(?i)(?<![\w.])(?:1[0-2]|0?[1-9])[ \t]*(?:a\.m\.|p\.m\.|am\b|pm\b)"),
     _rx(r"(?i)(?<![\w.:])(?:[01]\d|2[0-3])[0-5]\d[ \t]*(?:hours|hrs|h)\b"),
-    _rx(r"(?i)\b(?P<cue>at|@)[ \t]+(?P<x>(?:[01]\d|2[0-3])[0-5]\d)(?![\w.]|\.\d)"),     # at 0815
+    _rx(r"(?i)\b(?P<cue>at|@)[ \t]+(?P<x>(?:[01]\d|2[0-3])[0-5]\d)(?!\w|\.\d)"),        # at 0815
 )
 PHONE = (
     _rx(r"(?<![\w+])(?:\+?1[ \t.-]?)?(?:\(\d{3}\)[ \t]*|\d{3}[ \t.-])\d{3}[ \t.-]\d{4}"
@@ -145,6 +149,7 @@ ADDRESS = (
     _rx(r"(?i:\b(?:lives|living|resides|residing|resident\s+of|moved\s+(?:to|from)|home\s+in|transferred\s+from))"
         r"(?:[ \t]+(?:in|at))?[ \t]+[A-Z][a-z]+(?:[ \t]+[A-Z][a-z]+){0,2}"),
     _rx(r"(?i)\bP\.?[ \t]*O\.?[ \t]*Box[ \t]*\d+"),
+    _rx(r"\b[A-Z]{1,2}\d[A-Z\d]?[ \t]+\d[A-Z]{2}\b"),                                      # UK postcode
     _rx(r"\b(?:[A-Z][a-z]+[ \t]){0,2}[A-Z][a-z]+,?[ \t]+[A-Z]{2}[ \t]+\d{5}(?:-\d{4})?\b"),  # City, ST 02115
 )
 INSTITUTION = _rx(r"\b(?:(?:St|Saint|Mount|Mt)\.?[ \t]+)?(?:[A-Z][a-z]+[ \t]+){1,3}(?:Hospital|Medical[ \t]+Center|"
@@ -152,7 +157,8 @@ INSTITUTION = _rx(r"\b(?:(?:St|Saint|Mount|Mt)\.?[ \t]+)?(?:[A-Z][a-z]+[ \t]+){1
 NAME_TITLED = _rx(rf"(?<!\w)(?P<cue>{TITLE})[ \t]*(?P<x>(?:(?:[A-Z]\.|{PLACEHOLDER})[ \t]*){{0,2}}(?:{CAP}|{UPPER})"
                   rf"(?:[ \t]+(?:{CAP}|{UPPER}|[A-Z]\.|{PLACEHOLDER})){{0,2}})(?=[^\w]|$)")
 NAME_CUED = _rx(rf"(?i:\b(?P<cue>{NAME_CUES}))[ \t]+(?P<x>{NAME_SEQ})(?=[^\w]|$)")
-NAME_CUED_UPPER = _rx(rf"(?i:\b(?P<cue>d/w|discussed\s+with|name\s*:|patient(?:'s)?\s+name\s*:?))[ \t]+"
+NAME_CUED_UPPER = _rx(rf"(?i:\b(?P<cue>d/w|discussed\s+with|name\s*:|patient(?:'s)?\s+name\s*:?|by\s*:|"
+                      rf"(?:signed|dictated|transcribed|reviewed|read|verified)\s+by))[ \t]+"
                       rf"(?P<x>{UPPER}(?:,?[ \t]+{UPPER}){{0,2}})(?=[^\w]|$)")
 NAME_CREDENTIAL = _rx(rf"(?P<x>(?<!\w){NAME_TOKEN}(?:[ \t]+(?:{NAME_TOKEN}|{INITIAL})){{0,3}}),?[ \t]+(?P<cue>{CREDENTIALS})(?![\w])")
 NAME_BEFORE_VERB = _rx(rf"(?P<x>(?<!\w){NAME_TOKEN}(?:[ \t]+{NAME_TOKEN}){{1,3}})(?P<cue>[ \t]+(?:was|were|has\s+been|is)[ \t]+(?:notified|informed|"
