@@ -41,6 +41,7 @@ from PIL import Image, UnidentifiedImageError
 from .deid import Pseudonymizer, ensure_outside
 from .dicom_io import DicomReadError, read_projection
 from .prepared import PreparedData, read_table, save_png, stable_unit, write_prepared
+from .study_jobs import JobResult, run_jobs, write_atomic
 from .records import ExamRecord, SkippedRow
 from .report_sections import extract_sections
 
@@ -65,6 +66,7 @@ class MimicOptions:
     image_size: int = 512           # longer side of the written PNG (0: keep)
     date_shift_days: int = 0        # extra keyed shift per subject (MIMIC is shifted already)
     seed: int = 0
+    workers: int = 0                # processes decoding images; 0: the machine's cores
 
 
 @dataclass
@@ -133,13 +135,17 @@ def _partition(subjects: dict[str, tuple[str, float, dt.datetime]], opts: MimicO
 
 
 def prepare_mimic_cxr(root: str | Path, patients: str | Path, out: str | Path, pseudonymizer: Pseudonymizer,
-                      opts: MimicOptions = MimicOptions(), reports: str | Path | None = None) -> PreparedData:
+                      opts: MimicOptions = MimicOptions(), reports: str | Path | None = None,
+                      progress: bool = False) -> PreparedData:
+    """Write de-identified site manifests and PNGs under OUT (resumable: see data_adapters.study_jobs)."""
     root, out = Path(root), Path(out).resolve()
     reports_root = Path(reports) if reports else root
     for source in {root, reports_root, Path(patients).parent}:
         ensure_outside(source, out)
     if opts.views not in ("frontal", "all") or opts.per_study not in ("one", "all"):
         raise ValueError("views must be frontal or all, per_study one or all")
+    if opts.sites < 1:
+        raise ValueError(f"--sites must be at least 1, got {opts.sites}")
     skipped: list[SkippedRow] = []
 
     def skip(path: Path, line: int, reason: str) -> None:
@@ -180,8 +186,9 @@ def prepare_mimic_cxr(root: str | Path, patients: str | Path, out: str | Path, p
         entry = studies.setdefault(study, _Study(subject, study, when, line, []))
         entry.images.append((row["dicom_id"].strip(), (row["ViewPosition"] or "").strip().upper()))
 
-    records_by_subject: dict[str, list[ExamRecord]] = defaultdict(list)
-    when: dict[int, dt.datetime] = {}  # id(record) -> StudyDate and StudyTime, for the visit order
+    # Plan every study from the tables first (all skips that need no image happen here, inside the loop),
+    # then place subjects on sites, then decode and write the images straight under their final names.
+    planned: list[tuple[_Study, ExamRecord, _ImageJob]] = []
     for st in sorted(studies.values(), key=lambda s: s.line):
         pseudo_study = pseudonymizer.study(st.study)
         where = f"(study {pseudo_study})"
@@ -201,64 +208,89 @@ def prepare_mimic_cxr(root: str | Path, patients: str | Path, out: str | Path, p
         if not sections.findings and not sections.impression:
             skip(meta_path, st.line, f"report without findings or impression {where}")
             continue
-        sex, anchor_age, anchor_year = people[st.subject]
-        pseudo = pseudonymizer.patient(st.subject)
-        images: list[Path] = []
-        for dicom_id, _ in views:
-            src = _image_path(root / "files", st.subject, st.study, dicom_id)
-            if src is None:
-                skip(meta_path, st.line, f"image {len(images) + 1} missing {where}")
-                continue
-            try:
-                pixels = _load_image(src)
-            except (ValueError, DicomReadError) as e:
-                skip(meta_path, st.line, f"unreadable image {where}: {str(e).split(': ')[-1]}")
-                continue
-            images.append(save_png(pixels, out / "images" / pseudo / f"{pseudo_study}-{len(images) + 1}.png",
-                                   opts.image_size))
-            if opts.per_study == "one":
-                break
-        if not images:
-            continue
         split = split_of.get(views[0][0]) or next((split_of[d] for d, _ in views if d in split_of), "")
         if split not in ("train", "validate", "test"):
             skip(meta_path, st.line, f"not in {SPLIT} {where}")
             continue
-        records_by_subject[st.subject].append(ExamRecord(
+        sex, anchor_age, anchor_year = people[st.subject]
+        pseudo = pseudonymizer.patient(st.subject)
+        record = ExamRecord(
             site_id="", patient_id=pseudo, visit_index=0,
             study_date=pseudonymizer.shift(st.subject, st.date.date()), days_since_prior=0,
             age=float(anchor_age + st.date.year - anchor_year), sex=sex if sex in "MF" else "U",
-            image_paths=images, findings=pseudonymizer.scrub(sections.findings, st.subject, (st.study,)),
+            image_paths=[], findings=pseudonymizer.scrub(sections.findings, st.subject, (st.study,)),
             impression=pseudonymizer.scrub(sections.impression, st.subject, (st.study,)), split=split,
             extras={"view": views[0][1]}, labels=labels_of.get(st.study, {}),
-        ))
-        when[id(records_by_subject[st.subject][-1])] = st.date
+        )
+        sources = tuple(str(p) if (p := _image_path(root / "files", st.subject, st.study, d)) else ""
+                        for d, _ in views)
+        planned.append((st, record, _ImageJob(pseudo_study, sources, str(out), "", f"{pseudo}/{pseudo_study}",
+                                              opts.image_size, opts.per_study, meta_path.name, st.line)))
+
+    first: dict[str, tuple[str, float, dt.date]] = {}  # subject -> sex, youngest age, earliest date
+    for st, record, _ in planned:
+        sex, age, date = first.get(st.subject, (people[st.subject][0], record.age, record.study_date))
+        first[st.subject] = (sex, min(age, record.age), min(date, record.study_date))
+    site_of = _partition(first, opts)
+    jobs = []
+    for st, record, job in planned:
+        record.site_id = f"site{site_of[st.subject] + 1}"
+        job.site = record.site_id
+        jobs.append(job)
+    fingerprint = {"adapter": "mimic-cxr", "root": str(root.resolve()), "image_size": opts.image_size,
+                   "views": opts.views, "per_study": opts.per_study, "sites": opts.sites,
+                   "partition": opts.partition, "seed": opts.seed, "alpha": opts.dirichlet_alpha,
+                   "pseudonyms": pseudonymizer.study("\x00journal")}
+    results = run_jobs(out, jobs, _write_study, fingerprint, opts.workers, progress,
+                       images_per_job=lambda j: 1 if j.per_study == "one" else len(j.sources))
+
+    records_by_subject: dict[str, list[ExamRecord]] = defaultdict(list)
+    when: dict[int, dt.datetime] = {}  # id(record) -> StudyDate and StudyTime, for the visit order
+    for (st, record, _), result in zip(planned, results):
+        skipped.extend(SkippedRow(Path(source), line, reason) for source, line, reason in result.skips)
+        if not result.images:
+            continue
+        record.image_paths = [out / rel for rel in result.images]
+        records_by_subject[st.subject].append(record)
+        when[id(record)] = st.date
+    sites: dict[str, list[ExamRecord]] = {f"site{i + 1}": [] for i in range(opts.sites)}
     for records in records_by_subject.values():
         records.sort(key=lambda r: when[id(r)])
-    return _write_sites(out, records_by_subject, people, opts, skipped)
-
-
-def _write_sites(out: Path, by_subject: dict[str, list[ExamRecord]], people: dict[str, tuple[str, int, int]],
-                 opts: MimicOptions, skipped: list[SkippedRow]) -> PreparedData:
-    """Assign sites (studies already in visit order), move images under each site."""
-    first = {s: (people[s][0], min(r.age for r in rs), min(r.study_date for r in rs))
-             for s, rs in by_subject.items()}
-    site_of = _partition(first, opts)
-    sites: dict[str, list[ExamRecord]] = {f"site{i + 1}": [] for i in range(opts.sites)}
-    for subject, records in by_subject.items():
-        name = f"site{site_of[subject] + 1}"
-        for r in records:
-            r.site_id = name
-            moved = []
-            for p in r.image_paths:
-                target = out / name / "images" / p.parent.name / p.name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                p.replace(target)
-                moved.append(target)
-            r.image_paths = moved
-        sites[name].extend(records)
-    for folder in (out / "images").glob("*"):
-        folder.rmdir()
-    if (out / "images").is_dir():
-        (out / "images").rmdir()
+        sites[records[0].site_id].extend(records)
     return write_prepared(out, sites, skipped)
+
+
+@dataclass
+class _ImageJob:
+    """One study's images: candidate sources in preference order ("" where the file is missing)."""
+
+    key: str              # the study's pseudonym
+    sources: tuple[str, ...]
+    out: str
+    site: str
+    name: str             # P<patient>/S<study>: images become OUT/site/images/name-k.png
+    image_size: int
+    per_study: str
+    table: str            # skip reasons point at this table's line
+    line: int
+
+
+def _write_study(job: _ImageJob) -> JobResult:
+    """Decode the study's images and write them as PNGs (in a worker process)."""
+    result = JobResult(job.key)
+    where = f"(study {job.key})"
+    for src in job.sources:
+        if not src:
+            result.skips.append((job.table, job.line, f"image {len(result.images) + 1} missing {where}"))
+            continue
+        try:
+            pixels = _load_image(Path(src))
+        except (ValueError, DicomReadError) as e:
+            result.skips.append((job.table, job.line, f"unreadable image {where}: {str(e).split(': ')[-1]}"))
+            continue
+        rel = f"{job.site}/images/{job.name}-{len(result.images) + 1}.png"
+        write_atomic(Path(job.out) / rel, lambda tmp: save_png(pixels, tmp, job.image_size))
+        result.images.append(rel)
+        if job.per_study == "one":
+            break
+    return result
