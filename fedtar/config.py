@@ -31,6 +31,7 @@ class DataConfig:
     section: str = "findings"        # report target: findings | impression | both
     max_tokens: int = 96
     min_word_frequency: int = 1      # tokenizer vocabulary threshold
+    max_unknown_rate: float = 0.01   # warn when more of a site's report tokens than this are [UNK]
     batch_size: int = 16
     # CT volumes (NIfTI in HU): depth > 0 loads (windows, image_size, image_size, depth) volumes
     # through data_adapters.ct.volume_transform; use with model.encoder = "tiny-3d".

@@ -271,10 +271,13 @@ def build_model(cfg: FedTARConfig, tokenizer: ReportTokenizer) -> ReportGenerato
     else:
         dec = load_decoder(m.decoder)
         decoder, new_params = dec.module, new_params + [f"decoder.{n}" for n in dec.new_parameters]
+        if decoder.get_input_embeddings().num_embeddings == tokenizer.vocab_size - 1 and \
+                tokenizer.pad_id == tokenizer.vocab_size - 1:
+            decoder.resize_token_embeddings(tokenizer.vocab_size)  # the [PAD] row from_pretrained added
         if decoder.get_input_embeddings().num_embeddings != tokenizer.vocab_size:
             raise ValueError(f"decoder {m.decoder} has {decoder.get_input_embeddings().num_embeddings} token "
                              f"embeddings but the tokenizer has {tokenizer.vocab_size}: use the decoder's own "
-                             "tokenizer (ReportTokenizer.load on its folder)")
+                             "tokenizer (ReportTokenizer.from_pretrained on its folder)")
     model = ReportGenerator(cfg, encoder, decoder, tokenizer, q_dim(cfg))
     finalize_trainable(model, cfg, new_params)
     return model

@@ -6,6 +6,7 @@ baseline, so they all see identical tensors for identical manifests.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,9 @@ from data_adapters.dataset import ExamTensors, image_transform, load_exams
 from data_adapters.records import ExamRecord, Manifest, read_manifest
 from fedtar.config import FedTARConfig
 from fedtar.demographics import PatientAssigner
-from fedtar.tokenizer import ReportTokenizer
+from fedtar.tokenizer import ReportTokenizer, UnknownRate, unknown_rate
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -21,6 +24,7 @@ class SiteData:
     name: str
     exams: ExamTensors
     assigner: PatientAssigner   # q_p from the site's own GMM: never leaves the site
+    unknown: UnknownRate        # [UNK] share of the site's report tokens under the base's tokenizer
 
     def split(self, name: str, visit: int | None = None) -> ExamTensors:
         return self.exams.where(split=name, visit=visit)
@@ -46,4 +50,21 @@ def load_site(source: str | Path | Manifest | list[ExamRecord], tokenizer: Repor
                                    seed=cfg.train.seed)
     exams.q = assigner(exams.profiles)
     site_name = name or (exams.records[0].site_id if exams.records else "site")
-    return SiteData(site_name, exams, assigner)
+    return SiteData(site_name, exams, assigner, report_unknown_rate(site_name, exams.records, tokenizer, cfg))
+
+
+def report_unknown_rate(name: str, records: list[ExamRecord], tokenizer: ReportTokenizer,
+                        cfg: FedTARConfig) -> UnknownRate:
+    """Log the tokenizer's unknown-token rate on these reports; warn above data.max_unknown_rate.
+
+    A base whose vocabulary was trained on other text (the synthetic pool) turns a real site's
+    targets into [UNK]s and every metric is then measured on them.
+    """
+    rate = unknown_rate(tokenizer, [r.report(cfg.data.section) for r in records])
+    if rate.rate > cfg.data.max_unknown_rate:
+        log.warning("%s: the base's tokenizer does not know %s of the report tokens (threshold %.2f%%): "
+                    "build a base for this text (fedtar pretrain --data, or a pretrained decoder; README, "
+                    "'MIMIC walkthrough')", name, rate, 100 * cfg.data.max_unknown_rate)
+    else:
+        log.info("%s: unknown-token rate %s", name, rate)
+    return rate
