@@ -58,6 +58,7 @@ ALLOWED_ATTRIBUTES: frozenset[str] = frozenset({
     "Modality", "ViewPosition", "PhotometricInterpretation", "RescaleSlope", "RescaleIntercept",
     "WindowCenter", "WindowWidth", "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing",
     "SliceThickness", "Rows", "Columns", "BitsAllocated", "SOPClassUID",
+    "BurnedInAnnotation", "RecognizableVisualFeatures", "ImageType",  # read to deny burned-in text
 })
 
 

@@ -18,7 +18,9 @@ Per study (StudyInstanceUID):
 Only pseudonyms, shifted dates, ages, sex and view reach the manifest;
 report text goes through ``Pseudonymizer.scrub`` (the header's identifiers and
 anything shaped like PHI become ``___``; dates move with the patient's shift). Files that are not DICOM but look like they should be
-(``.dcm``, ``.dicom`` or no suffix) are skipped and reported.
+(``.dcm``, ``.dicom`` or no suffix) are skipped and reported, and so are images
+that may carry burned-in text (``dicom_io.burned_in_reason``) unless
+``allow_burned_in``: then the site has reviewed them itself.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import pydicom
 
 from .ct import write_nifti
 from .deid import Pseudonymizer, ensure_outside
-from .dicom_io import DicomReadError, read_ct_series, read_header, read_projection
+from .dicom_io import DicomReadError, check_burned_in, read_ct_series, read_header, read_projection
 from .mimic_cxr import FRONTAL
 from .prepared import MANIFEST_FILE, PreparedData, read_table, save_png, stable_unit, write_prepared
 from .records import ExamRecord, SkippedRow
@@ -53,6 +55,7 @@ class DicomOptions:
     image_size: int = 512
     date_shift_days: int = 0
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)  # train, validate, test by patient
+    allow_burned_in: bool = False   # keep images that may carry burned-in text (the site reviewed them)
 
 
 @dataclass
@@ -96,7 +99,7 @@ def _age(study: _Study) -> float:
     return (dt.datetime.strptime(study.date, "%Y%m%d").date() - born).days / 365.25
 
 
-def _scan(root: Path, skip) -> dict[str, _Study]:
+def _scan(root: Path, skip, allow_burned_in: bool = False) -> dict[str, _Study]:
     studies: dict[str, _Study] = defaultdict(_Study)
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = path.relative_to(root)
@@ -119,6 +122,12 @@ def _scan(root: Path, skip) -> dict[str, _Study]:
         st.sex = (str(ds.get("PatientSex", "") or st.sex).upper()[:1]) or "U"
         st.age, st.date = str(ds.get("PatientAge", "") or st.age), str(ds.get("StudyDate", "") or st.date)
         modality = str(ds.get("Modality", "")).upper()
+        if modality != "SR":
+            try:
+                check_burned_in(ds, rel, allow_burned_in)
+            except DicomReadError as e:
+                skip(rel, 0, str(e).split(": ", 1)[-1])
+                continue
         if modality == "SR":
             st.sr_text = _sr_text(pydicom.dcmread(path))
         elif modality in PROJECTION_MODALITIES:
@@ -154,7 +163,7 @@ def prepare_dicom(root: str | Path, out: str | Path, pseudonymizer: Pseudonymize
     def skip(path: Path, line: int, reason: str) -> None:
         skipped.append(SkippedRow(path, line, reason))
 
-    studies = _scan(root, skip)
+    studies = _scan(root, skip, opts.allow_burned_in)
     by_uid, by_accession = _text_reports(reports_csv)
     site_dir = out / opts.site_id
     records: list[ExamRecord] = []
@@ -226,7 +235,7 @@ def _write_images(st: _Study, folder: Path, pseudo_study: str, opts: DicomOption
     views: list[str] = []
     for path, view in chosen:
         try:
-            pixels = read_projection(path)
+            pixels = read_projection(path, allow_burned_in=opts.allow_burned_in)
         except DicomReadError as e:
             skip(path.relative_to(root), 0, str(e).split(": ", 1)[-1])
             continue

@@ -3,7 +3,8 @@
 Projection radiographs: modality rescale (slope/intercept) -> VOI window (the
 file's WindowCenter/WindowWidth, else the full range) -> [0, 1] -> inverted for
 MONOCHROME1, so a MONOCHROME1 file and its MONOCHROME2 equivalent give the
-same array. CT: each slice rescaled to Hounsfield units (slopes may differ per
+same array. Images whose header says or suggests burned-in text are refused
+(``burned_in_reason``) unless the caller allows them. CT: each slice rescaled to Hounsfield units (slopes may differ per
 slice), slices ordered by their position along the slice normal (not by file
 name or InstanceNumber), and an affine in RAS for NIfTI.
 """
@@ -21,6 +22,51 @@ from pydicom.errors import InvalidDicomError
 
 class DicomReadError(ValueError):
     """A DICOM file that cannot be used; the message names the file and the problem."""
+
+
+class BurnedInError(DicomReadError):
+    """An image that may carry text in its pixels (names, dates, ids): denied unless allowed."""
+
+
+# Modalities whose images usually carry burned-in text: ultrasound, "other", secondary and
+# document captures, photographs (external camera, endoscopy, microscopy, ophthalmic, IVUS).
+BURNED_IN_MODALITIES = frozenset({"US", "IVUS", "OT", "SC", "DOC", "XC", "ES", "GM", "SM", "OP"})
+# Secondary capture (…1.1.7, …1.1.7.x) and visible-light photograph (…1.1.77.x) storage classes.
+SECONDARY_CAPTURE_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
+SCREEN_CAPTURE_TYPES = frozenset({"SCREEN SAVE", "SCREENSAVE", "SCREEN SHOT", "SCREENSHOT", "SCREEN CAPTURE"})
+
+
+def burned_in_reason(ds: pydicom.Dataset) -> str | None:
+    """Why an image may have text burned into its pixels, or None.
+
+    PS3.15's basic profile cleans headers, not pixels, so an image is denied by default when its
+    header says or suggests burned-in text; the site may keep such images after its own review.
+    """
+    if str(ds.get("BurnedInAnnotation", "")).strip().upper() == "YES":
+        return "BurnedInAnnotation is YES"
+    if str(ds.get("RecognizableVisualFeatures", "")).strip().upper() == "YES":
+        return "RecognizableVisualFeatures is YES"
+    modality = str(ds.get("Modality", "")).strip().upper()
+    if modality in BURNED_IN_MODALITIES:
+        return f"modality {modality}"
+    sop = str(ds.get("SOPClassUID", "") or getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", ""))
+    if sop.startswith(SECONDARY_CAPTURE_PREFIX):
+        return f"secondary-capture or photograph SOP class {sop}"
+    raw = ds.get("ImageType") or []
+    image_type = [str(v).strip().upper() for v in ([raw] if isinstance(raw, str) else raw)]
+    if SCREEN_CAPTURE_TYPES & set(image_type):
+        return f"ImageType {'/'.join(image_type)}"
+    if image_type[:2] == ["DERIVED", "SECONDARY"]:
+        return f"ImageType {'/'.join(image_type)}"
+    return None
+
+
+def check_burned_in(ds: pydicom.Dataset, path: str | Path, allow: bool = False) -> None:
+    """Raise BurnedInError (naming the file and the reason) unless the image is clear or allowed."""
+    reason = None if allow else burned_in_reason(ds)
+    if reason:
+        raise BurnedInError(f"{path}: possible burned-in text, {reason}, skipped (--allow-burned-in keeps it "
+                            "after the site's own review)")
 
 
 def read_header(path: str | Path) -> pydicom.Dataset:
@@ -53,12 +99,17 @@ def rescaled(ds: pydicom.Dataset, path: str | Path = "<dataset>") -> np.ndarray:
     return _pixels(ds, path) * slope + intercept
 
 
-def read_projection(path: str | Path, window: tuple[float, float] | None = None) -> np.ndarray:
-    """A radiograph as float32 in [0, 1], bright = dense, whatever the photometric interpretation."""
+def read_projection(path: str | Path, window: tuple[float, float] | None = None,
+                    allow_burned_in: bool = False) -> np.ndarray:
+    """A radiograph as float32 in [0, 1], bright = dense, whatever the photometric interpretation.
+
+    Images that may carry burned-in text raise BurnedInError unless ``allow_burned_in``.
+    """
     try:
         ds = pydicom.dcmread(path)
     except (InvalidDicomError, EOFError, OSError, ValueError, AttributeError) as e:
         raise DicomReadError(f"{path}: not a readable DICOM file ({type(e).__name__}: {e})") from None
+    check_burned_in(ds, path, allow_burned_in)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip()
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise DicomReadError(f"{path}: photometric interpretation {photometric} is not a grayscale radiograph")

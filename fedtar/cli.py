@@ -125,7 +125,7 @@ def _prepare_dicom(args: argparse.Namespace) -> int:
     from data_adapters.dicom import DicomOptions, prepare_dicom
 
     opts = DicomOptions(site_id=args.site_id, modality=args.modality, views=args.views, per_study=args.per_study,
-                        image_size=args.image_size)
+                        image_size=args.image_size, allow_burned_in=args.allow_burned_in)
     prepared = prepare_dicom(args.root, args.out, _pseudonymizer(args), opts, args.reports_csv)
     print(prepared.summary)
     print(f"\nWrote {len(prepared.manifests)} site manifest(s) under {Path(args.out).resolve()}")
@@ -321,6 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--site-id", default="site1")
     d.add_argument("--modality", choices=("xray", "ct"), default="xray",
                    help="radiographs (CR, DX) as PNG, or CT series as NIfTI volumes in HU")
+    d.add_argument("--allow-burned-in", action="store_true", help="keep images that may carry burned-in text "
+                   "(BurnedInAnnotation YES, US/OT/SC, secondary captures, screen saves): the site reviews them")
     for q in (m, d):
         q.add_argument("--out", required=True, help="output folder (refused inside the source archive)")
         q.add_argument("--secret", default="~/.fedtar/site-secret",
