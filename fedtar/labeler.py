@@ -1,13 +1,29 @@
-"""A rule-based CheXpert-style labeler and comparison-to-prior extractor.
+"""A rule-based CheXpert labeler and comparison-to-prior extractor, in pure Python.
 
-Reports are split into sentences; every mention of an observation is
-labelled positive (1), negative (0) or uncertain (-1) by cue words in its
-sentence, NegEx style: a negation or uncertainty cue before the mention (up
-to a scope break such as "but") or a post-cue after it ("... is absent").
+It follows the CheXpert labeler (stanfordmlgroup/chexpert-labeler): the same
+text cleaning ("and/or" -> "or", "x/y" -> "x or y"), its mention and
+unmention phrase lists (fedtar.chexpert_phrases, plus a few marked
+additions), and its three classification passes per mention, in its order:
+pre-negation uncertainty ("cannot exclude X", "X is not excluded", "no new X"),
+negation ("no X", "X has resolved", "normal X", "X is removed"), then
+uncertainty ("possible X", "may represent X", "X or Y", "X versus Y",
+"differential diagnosis includes X"). CheXpert reads these from a dependency
+parse; here each rule is a cue with a direction and a scope: a cue before the
+mention reaches it within the same clause (clauses end at "but", "however",
+"which", "with", "except", ";", ":", "there is" and the like), a cue after it
+only within a few words. Special rules kept from CheXpert: "vascular
+congestion", "pulmonary congestion", "indistinctness" and "vascular
+prominence" are uncertain edema; a stable or unchanged heart or mediastinal
+silhouette is uncertain (it says nothing of its size); CHF or heart failure
+adds uncertain cardiomegaly.
+
 Per report, CheXpert's aggregation: any positive mention gives 1, else any
 uncertain gives -1, else 0; an observation never mentioned is left out.
-"No Finding" is derived: 1 when no pathology is positive or uncertain
-(support devices do not count), else 0.
+"No Finding" is 1 when no observation other than Support Devices, nor any
+of CheXpert's other findings (emphysema, granuloma, scoliosis, ...), is
+positive or uncertain; else 0. One departure: the stable-silhouette
+uncertainty does not rule out No Finding ("heart size is stable" in an
+otherwise normal follow-up report).
 
 The same mention finder drives `extract_changes`, which reads statements
 of change against the prior exam (new / increased / decreased / unchanged /
@@ -17,89 +33,137 @@ resolved) per observation.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
+from fedtar.chexpert_phrases import EXTRA_MENTIONS, EXTRA_UNMENTIONS, MENTIONS, UNMENTIONS
 from fedtar.findings import CHEXPERT_OBSERVATIONS
-
-_OBS_PATTERNS: dict[str, str] = {
-    "Enlarged Cardiomediastinum": r"enlarged cardiomediastin\w*|widen\w* (?:of the )?mediastin\w*|mediastinal widening"
-                                  r"|cardiomediastinal silhouette is enlarged",
-    "Cardiomegaly": r"cardiomegaly|enlarged cardiac silhouette|cardiac enlargement|enlarged heart"
-                    r"|heart (?:size )?is enlarged|heart size|cardiac silhouette",
-    "Lung Opacity": r"opacit\w*|infiltrat\w*|haziness|airspace disease",
-    "Lung Lesion": r"nodul\w*|\bmass(?:es)?\b|lung lesion|nodular lesion",
-    "Edema": r"edema|vascular congestion|pulmonary congestion",
-    "Consolidation": r"consolidat\w*",
-    "Pneumonia": r"pneumonia|infectio\w*",
-    "Atelectasis": r"atelecta\w*|collapse",
-    "Pneumothorax": r"pneumothora\w*",
-    "Pleural Effusion": r"(?:pleural )?effusions?|pleural fluid",
-    "Pleural Other": r"pleural thickening|pleural scarring|pleural plaque\w*",
-    "Fracture": r"fractur\w*",
-    "Support Devices": r"catheter|\btubes?\b|\blines?\b|pacemaker|\bstents?\b|\bwires?\b|\bdevices?\b"
-                       r"|\bpicc\b|\bport\b",
-}
-_MENTIONS = {obs: re.compile(p, re.I) for obs, p in _OBS_PATTERNS.items()}
-
-# Phrases that state an observation is normal although they name it.
-_NORMAL_PHRASES = {
-    "Cardiomegaly": re.compile(r"heart size (?:is )?(?:within )?normal|normal heart size|heart size is normal"
-                               r"|cardiac silhouette is normal|normal cardiac silhouette"
-                               r"|heart size (?:is )?(?:stable|unremarkable)", re.I),
-}
-# "heart size"/"cardiac silhouette" alone are not a positive mention of cardiomegaly.
-_WEAK_MENTIONS = {"Cardiomegaly": re.compile(r"^(?:heart size|cardiac silhouette)$", re.I)}
-
-_NEGATION = re.compile(r"\bno\b|\bnot\b|\bwithout\b|negative for|free of|clear of|\bresolved\b|resolution of"
-                       r"|no longer|\bnor\b|rule[sd]? out", re.I)
-_POST_NEGATION = re.compile(r"^[^.]*?\b(?:is|are|has|have)\s+(?:\w+\s+)?(?:absent|resolved|not seen|gone)\b", re.I)
-_UNCERTAIN = re.compile(r"\bmay\b|\bmight\b|possib\w*|cannot be (?:excluded|ruled out)|\bcould\b|questionabl\w*"
-                        r"|suspect\w*|\blikely\b|suggest\w*|concern(?:ing)? for|\bversus\b|\bvs\b|probabl\w*"
-                        r"|\bequivocal\b", re.I)
-_SCOPE_BREAK = re.compile(r"\bbut\b|\bhowever\b|\balthough\b|\bwhich\b|\bwith\b", re.I)
-_SENTENCE = re.compile(r"[^.;\n]+")
-
-_CHANGE_CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("resolved", re.compile(r"\bresolved\b|\bresolution\b|no longer (?:seen|present|visible)", re.I)),
-    ("new", re.compile(r"\bnew\b|\bnewly\b|interval development|interval appearance", re.I)),
-    ("increased", re.compile(r"\bincreas\w*|\bworsen\w*|\benlarging\b|\bprogress\w*|\blarger\b", re.I)),
-    ("decreased", re.compile(r"\bdecreas\w*|\bimprov\w*|\bsmaller\b|\bdiminish\w*|\breduc\w*", re.I)),
-    ("unchanged", re.compile(r"\bunchanged\b|\bstable\b|no (?:significant |interval )?change|\bsimilar\b"
-                             r"|\bpersistent\b|\bpersists\b", re.I)),
-)
 
 PATHOLOGIES = tuple(o for o in CHEXPERT_OBSERVATIONS if o not in ("No Finding", "Support Devices"))
 
 
+def _phrase_regex(phrases: tuple[str, ...]) -> re.Pattern[str] | None:
+    """Substring match as CheXpert does; "_" at an end is a word boundary; a space also matches a hyphen."""
+    parts = []
+    for p in sorted(set(phrases), key=len, reverse=True):
+        body = re.escape(p.strip("_")).replace(r"\ ", r"[\s-]+").replace(r"\-", r"[\s-]")
+        parts.append((r"\b" if p.startswith("_") else "") + body + (r"\b" if p.endswith("_") else ""))
+    return re.compile("|".join(parts)) if parts else None
+
+
+def _merged(a: dict[str, tuple[str, ...]], b: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+    return {k: a.get(k, ()) + b.get(k, ()) for k in set(a) | set(b)}
+
+
+_MENTION_RE = {obs: _phrase_regex(p) for obs, p in _merged(MENTIONS, EXTRA_MENTIONS).items()}
+_UNMENTION_RE = {obs: _phrase_regex(p) for obs, p in _merged(UNMENTIONS, EXTRA_UNMENTIONS).items()}
+# Mentions of the heart or mediastinum that name no abnormality: negated by "normal", uncertain when
+# "stable", never a change statement on their own.
+_WEAK = re.compile(r"^(?:the heart|heart size|cardiac size|cardiac shadow|cardiac contour|cardiac silhouette"
+                   r"|contour|mediastin\w*|cardiomediastinum|mediastinal (?:configuration|silhouette)"
+                   r"|pericardial silhouette)$")
+_ENLARGED = re.compile(r"enlarg|widen|cardiomegaly|prominent|increased in size|large\b")
+_STABLE = re.compile(r"\b(?:stable|unchanged|similar|not changed|no (?:\w+ )?change)\b")
+_ALWAYS_UNCERTAIN = re.compile(r"vascular congestion|pulmonary congestion|indistinctness|vascular prominence")
+
+# --- cleaning and sentences (chexpert-labeler loader/load.py, plus common report shorthand)
+_SHORTHAND = ((r"\bc/w\b", "consistent with"), (r"\bs/p\b", "status post"), (r"\br/o\b", "rule out"),
+              (r"\bd/w\b", "discussed with"), (r"\bw/o\b", "without"), (r"\bw/(?=\s|\w)", "with "),
+              (r"\bb/l\b", "bilateral"), (r"\bh/o\b", "history of"), (r"\bf/u\b", "follow up"),
+              (r"\bvs\.(?=\s)", "vs"), (r"\be\.g\.", "eg"), (r"\bi\.e\.", "ie"), (r"\bdr\.", "dr"),
+              (r"\bapprox\.", "approx"), (r"\b([ap])\.m\.", r"\1m"), (r"\bno\.(?=\s*\d)", "number"),
+              (r"\bcan't\b", "cannot"), (r"\bcan not\b", "cannot"))
+_SENTENCE_END = re.compile(r"\.(?=\s|$)|[;?!\n]")
+
+
+def _clean(text: str) -> str:
+    t = text.lower()
+    for pattern, repl in _SHORTHAND:
+        t = re.sub(pattern, repl, t)
+    t = t.replace("and/or", "or")
+    t = re.sub(r"(?<=[a-z])/(?=[a-z])", " or ", t)
+    t = re.sub(r"\.{2,}", ".", t)
+    t = re.sub(r"([,.])(?=[a-z])", r"\1 ", t)  # space after commas and periods, as CheXpert does
+    return " ".join(t.split(" "))
+
+
 def sentences(text: str) -> list[str]:
-    return [s.strip() for s in _SENTENCE.findall(text) if s.strip()]
+    return [s.strip() for s in _SENTENCE_END.split(_clean(text)) if s.strip(" ,")]
 
 
-def _mention_label(sentence: str, start: int, end: int) -> int:
-    before = sentence[:start]
-    breaks = list(_SCOPE_BREAK.finditer(before))
-    if breaks:
-        before = before[breaks[-1].end():]
-    if _NEGATION.search(before) or _POST_NEGATION.match(sentence[start:]):
+# --- cues
+_BREAK = re.compile(r"\b(?:but|however|although|though|which|except|aside from|apart from|with|whereas|while"
+                    r"|otherwise|there (?:is|are|was|were|has been|have been)|[a-z]+ (?:is|are) (?:seen|noted|present)"
+                    r")\b|[;:]")
+# Pre-negation uncertainty (checked first).
+_PRE_UNC_BEFORE = re.compile(r"\bcannot (?:be )?(?:entirely |completely )?(?:exclud|rule out)|\bnot (?:be )?exclud"
+                             r"|\bno new\b|\bno evidence to rule out")
+_PRE_UNC_AFTER = re.compile(r"^\W*(?:[\w-]+\W+){0,6}?(?:cannot|could not|may not|is not|are not|not)\s+"
+                            r"(?:be\s+)?(?:entirely\s+|completely\s+|totally\s+|definitely\s+)?"
+                            r"(?:exclud\w*|ruled? out)")
+# Negation.
+_NEG_BEFORE = re.compile(r"\bno\b(?!\s+(?:\w+\s+){0,2}?(?:change|increase|decrease|worsening|improvement"
+                         r"|difference)s?\b)|\bnot\b|\bwithout\b|\bnegative for\b|\bfree of\b|\bclear of\b"
+                         r"|\bresolution of\b|\bresolved\b|\bremoval of\b|\bno longer\b|\babsence of\b"
+                         r"|\brather than\b|\bnor\b|\bhistory of\b|\bdisappearance of\b|\bsequelae of\b"
+                         r"|\bclearing of\b|\bexclude\b|\bdeny\b|\bdenies\b")
+_NORMAL_BEFORE = re.compile(r"\b(?:normal|unremarkable)\b(?:\W+[\w-]+){0,4}\W*$")
+_NEG_AFTER = re.compile(r"^\W*(?:[\w-]+\W+){0,4}?(?:(?:is|are|has|have|was|were|appears?|remains?|looks?|seems?)"
+                        r"\s+(?:[\w-]+\s+){0,3}?)?(?:absent|resolved|removed|cleared|gone"
+                        r"|no longer (?:seen|present|visible|identified|evident)"
+                        r"|not (?:seen|identified|present|visualized|enlarged|appreciated|demonstrated|evident)"
+                        r"|normal|unremarkable|within normal limits|top[\s-]normal|upper limits? of normal)\b")
+# Uncertainty.
+_UNC_BEFORE = re.compile(r"\b(?:may|might|could|would|possibl\w*|probabl\w*|presumabl\w*|likely|question\w*"
+                         r"|suspect\w*|suspicious|suspicion|concern\w*|worrisome|suggest\w*|represent\w*"
+                         r"|reflect\w*|indicat\w*|differential|consideration|considered|consider|favou?r\w*"
+                         r"|correlat\w*|secondary to|atypical|borderline|equivocal|rule out|evaluat\w* for"
+                         r"|assess\w* for|versus|vs|cannot|uncertain|not clear|unclear|obscur\w*|vs)\b")
+_UNC_AFTER = re.compile(r"^\s*(?:[\w-]+\s+){0,3}?(?:(?:is|are|was|were)\s+)?(?:(?:also|less|more|most|not)\s+)?"
+                        r"(?:(?:possible|possibly|probable|probably|likely)(?!\s+(?:reflect|represent|due|secondary"
+                        r"|relate|indicat|correspond|from|caused))|suspected|questionable|favou?red|considered"
+                        r"|a consideration|in question|obscured|not well (?:seen|evaluated|visualized)"
+                        r"|(?:may|might|could|can)\s+(?:also\s+)?(?:be\s+)?(?:present|seen|noted|visible|developing"
+                        r"|evolving|identified))\b")
+_OR_NEAR = re.compile(r"^\W*(?:[\w-]+\s+){0,2}?(?:or|versus|vs)\b")
+_OR_BEFORE_NEAR = re.compile(r"\b(?:or|versus|vs)(?:\s+[\w-]+){0,2}\s*$")
+
+
+def _clause(sentence: str, start: int, end: int) -> tuple[str, str]:
+    before, after = sentence[:start], sentence[end:]
+    cuts = list(_BREAK.finditer(before))
+    if cuts:
+        before = before[cuts[-1].end():]
+    cut = _BREAK.search(after)
+    if cut:
+        after = after[:cut.start()]
+    return before, after
+
+
+def _classify(sentence: str, start: int, end: int) -> int:
+    """1 / 0 / -1 for one mention, in CheXpert's order of passes."""
+    before, after = _clause(sentence, start, end)
+    if _PRE_UNC_BEFORE.search(before) or _PRE_UNC_AFTER.match(after):
+        return -1
+    if _NEG_BEFORE.search(before) or _NORMAL_BEFORE.search(before) or _NEG_AFTER.match(after):
         return 0
-    if _UNCERTAIN.search(sentence):
+    if _UNC_BEFORE.search(before) or _UNC_AFTER.match(after):
+        return -1
+    if "," not in after[:25] and _OR_NEAR.match(after) or _OR_BEFORE_NEAR.search(before):
         return -1
     return 1
 
 
-def _mentions(sentence: str) -> dict[str, int]:
-    """Observation -> label for one sentence (aggregated CheXpert-style within it)."""
-    out: dict[str, int] = {}
-    for obs, pattern in _MENTIONS.items():
-        normal = _NORMAL_PHRASES.get(obs)
-        if normal is not None and normal.search(sentence):
-            out[obs] = _aggregate(out.get(obs), 0)
+def _find_mentions(sentence: str) -> list[tuple[str, re.Match[str]]]:
+    found = []
+    for obs, pattern in _MENTION_RE.items():
+        if pattern is None:
             continue
+        unmention = _UNMENTION_RE.get(obs)
+        blocked = [m.span() for m in unmention.finditer(sentence)] if unmention is not None else []
         for m in pattern.finditer(sentence):
-            weak = _WEAK_MENTIONS.get(obs)
-            if weak is not None and weak.match(m.group(0)):
-                continue
-            out[obs] = _aggregate(out.get(obs), _mention_label(sentence, m.start(), m.end()))
-    return out
+            if not any(m.start() < e and m.end() > s for s, e in blocked):
+                found.append((obs, m))
+    return found
 
 
 def _aggregate(current: int | None, new: int) -> int:
@@ -112,25 +176,63 @@ def _aggregate(current: int | None, new: int) -> int:
     return 0
 
 
+@lru_cache(maxsize=65536)
+def _sentence_labels(sentence: str) -> tuple[tuple[str, int, bool], ...]:
+    """(observation, label, soft) per observation: soft marks the stable-silhouette uncertainty."""
+    out: dict[str, int] = {}
+    soft: set[str] = set()
+    for obs, m in _find_mentions(sentence):
+        label = _classify(sentence, m.start(), m.end())
+        text = m.group(0)
+        if label != 0 and obs == "Edema" and _ALWAYS_UNCERTAIN.fullmatch(text.replace("-", " ")):
+            label = -1
+        if (label == 1 and obs in ("Cardiomegaly", "Enlarged Cardiomediastinum") and _WEAK.match(text)
+                and _STABLE.search(sentence) and not _ENLARGED.search(sentence)):
+            label = -1
+            soft.add(obs)
+        out[obs] = _aggregate(out.get(obs), label)
+        if obs == "Edema" and label != 0 and text in ("chf", "heart failure"):
+            out["Cardiomegaly"] = _aggregate(out.get("Cardiomegaly"), -1)
+    return tuple((obs, lab, obs in soft) for obs, lab in out.items())
+
+
 def label_report(text: str) -> dict[str, int]:
     """Observation -> 1 / 0 / -1 for the observations the report mentions, plus No Finding."""
     labels: dict[str, int] = {}
+    firm: set[str] = set()  # observations with a positive or uncertain mention that is not soft
     for s in sentences(text):
-        for obs, lab in _mentions(s).items():
+        for obs, lab, soft in _sentence_labels(s):
             labels[obs] = _aggregate(labels.get(obs), lab)
-    labels["No Finding"] = 0 if any(labels.get(o) in (1, -1) for o in PATHOLOGIES) else 1
+            if lab != 0 and not soft:
+                firm.add(obs)
+    labels.pop("No Finding", None)
+    # A stable heart or mediastinum is uncertain for their enlargement (CheXpert) but no finding.
+    finding = any(o in firm for o in (*PATHOLOGIES, "No Finding"))
+    labels["No Finding"] = 0 if finding else 1
     return labels
 
 
+_CHANGE_CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("resolved", re.compile(r"\bresolved\b|\bresolution\b|no longer (?:seen|present|visible)", re.I)),
+    ("new", re.compile(r"\bnew\b|\bnewly\b|interval development|interval appearance", re.I)),
+    ("increased", re.compile(r"\bincreas\w*|\bworsen\w*|\benlarging\b|\bprogress\w*|\blarger\b", re.I)),
+    ("decreased", re.compile(r"\bdecreas\w*|\bimprov\w*|\bsmaller\b|\bdiminish\w*|\breduc\w*", re.I)),
+    ("unchanged", re.compile(r"\bunchanged\b|\bstable\b|no (?:significant |interval )?change|\bsimilar\b"
+                             r"|\bpersistent\b|\bpersists\b", re.I)),
+)
+
+
 def extract_changes(text: str) -> dict[str, str]:
-    """Observation -> change class, from sentences that state change against the prior."""
+    """Observation -> change class, from sentences that state change against the prior.
+
+    Only mentions that name a finding count: "heart size is unchanged" states no change of
+    cardiomegaly, "enlarged cardiac silhouette is new" does."""
     changes: dict[str, str] = {}
     for s in sentences(text):
         cls = next((name for name, cue in _CHANGE_CUES if cue.search(s)), None)
         if cls is None:
             continue
-        for obs, pattern in _MENTIONS.items():
-            if pattern.search(s) and not (obs in _WEAK_MENTIONS and all(
-                    _WEAK_MENTIONS[obs].match(m.group(0)) for m in pattern.finditer(s))):
+        for obs, m in _find_mentions(s):
+            if obs != "No Finding" and (not _WEAK.match(m.group(0)) or _ENLARGED.search(s)):
                 changes.setdefault(obs, cls)
     return changes

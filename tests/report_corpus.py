@@ -276,3 +276,51 @@ TOKENIZER_SENTENCES: list[str] = [
     "Cardiomegaly (CTR > 0.6) and bibasilar opacities <2 cm; findings +/- early edema = CHF?",
     "Bilateral pleural effusions, L>R. CHF vs. volume overload! Reassess after diuresis.",
 ]
+
+# Written after the labeler was tuned on REPORTS and scored once, unchanged: a check on generality.
+HELD_OUT: list[tuple[str, dict[str, int]]] = [
+    _r("Frontal and lateral views of the chest. The lungs are clear without consolidation or edema. "
+       "No pleural effusion. Heart size normal.", CO=0, ED=0, PE=0, CM=0, NF=1),
+    _r("Left chest wall dual lead pacing device. Mild cardiomegaly. Small left pleural effusion with "
+       "adjacent atelectasis.", SD=1, CM=1, PE=1, AT=1, NF=0),
+    _r("Surgical clips project over the left axilla. No acute cardiopulmonary process.", SD=1, NF=1),
+    _r("Lower lung volumes with bibasilar atelectasis. Pneumonia is not excluded.", AT=1, PN=-1, NF=0),
+    _r("Diffuse interstitial opacities, which may represent edema or atypical infection.",
+       LO=1, ED=-1, PN=-1, NF=0),
+    _r("Calcified mediastinal and hilar lymph nodes. Calcified granuloma in the left lung apex. "
+       "No focal airspace consolidation.", CO=0, NF=0),
+    _r("Right upper lobe nodular opacity measuring 1.5 cm, new since ___. Recommend chest CT.",
+       LL=1, LO=1, NF=0),
+    _r("The endotracheal tube tip is 2 cm above the carina; recommend withdrawal by 2 cm. Orogastric "
+       "tube is in the stomach. Right subclavian line ends in the SVC.", SD=1, NF=1),
+    _r("Small right apical pneumothorax following line placement.", PX=1, SD=1, NF=0),
+    _r("Moderate to severe pulmonary edema, worse than on ___. Bilateral effusions.", ED=1, PE=1, NF=0),
+    _r("Heart size is enlarged. There is mild vascular congestion. No frank pulmonary edema.",
+       CM=1, ED=0, NF=0),
+    _r("No focal consolidation, pleural effusion or pneumothorax. The cardiomediastinal silhouette is "
+       "unchanged. Median sternotomy wires are again noted.", CO=0, PE=0, PX=0, EC=0, SD=1, NF=1),
+    _r("Patchy right basilar consolidation, likely pneumonia in the appropriate clinical setting.",
+       CO=1, PN=-1, NF=0),
+    _r("Minimally displaced fracture of the left 8th posterior rib. No pneumothorax.", FX=1, PX=0, NF=0),
+    _r("Stable postsurgical changes of the left hemithorax with pleural thickening.", PO=1, NF=0),
+    _r("There has been interval removal of the right chest tube. No residual pneumothorax.",
+       SD=0, PX=0, NF=1),
+    _r("Low lung volumes. Crowding of the bronchovascular markings without focal opacity.", LO=0, NF=1),
+    _r("Moderate right pleural effusion and right lower lobe collapse.", PE=1, AT=1, NF=0),
+    _r("A 3.2 x 2.8 cm mass in the left hilum is concerning for neoplasm.", LL=1, NF=0),
+    _r("Mild cardiomegaly with prominent pulmonary vasculature; no overt edema.", CM=1, ED=0, NF=0),
+    _r("Biventricular ICD in unchanged position. The heart remains enlarged. No new opacity.",
+       SD=1, CM=1, LO=0, NF=0),
+    _r("Lungs are hyperinflated with flattening of the diaphragms, compatible with emphysema. No pneumonia.",
+       PN=0, NF=0),
+    _r("Nasogastric tube tip in the proximal stomach; side port near the GE junction. Right PICC "
+       "terminates at the cavoatrial junction.", SD=1, NF=1),
+    _r("Possible small left pleural effusion versus pleural thickening.", PE=-1, PO=-1, NF=0),
+    _r("Worsening multifocal airspace opacities consistent with ARDS or pneumonia.", LO=1, PN=-1, NF=0),
+    _r("Aortic and mitral valve replacements. Cardiomegaly is stable. Mild pulmonary edema.",
+       SD=1, CM=1, ED=1, NF=0),
+    _r("No acute fracture. Old healed right rib fractures.", FX=1, NF=0),
+    _r("Right lower lobe pneumonia has improved. Residual opacity remains.", PN=1, LO=1, NF=0),
+    _r("Coronary stents and CABG clips. Lungs clear. No effusion.", SD=1, PE=0, NF=1),
+    _r("Left basilar opacity could reflect atelectasis, aspiration, or pneumonia.", LO=1, AT=-1, PN=-1, NF=0),
+]
