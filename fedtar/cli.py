@@ -18,7 +18,9 @@ def _synth(args: argparse.Namespace) -> int:
     from data_adapters.synthetic import SyntheticConfig, generate_federation
 
     cfg = SyntheticConfig(sites=args.sites, patients=args.patients, visits=args.visits, seed=args.seed,
-                          image_size=args.image_size)
+                          image_size=args.image_size, timeline_spread=args.timeline_spread,
+                          drift_events=args.drift_events, demographic_signal=args.demographic_signal,
+                          split=args.split)
     manifests = generate_federation(args.out, cfg)
     print(f"Wrote {len(manifests)} site manifests under {Path(args.out).resolve()}")
     print(summary_text(manifests))
@@ -258,6 +260,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--visits", type=int, default=5, help="exams per patient")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--image-size", type=int, default=128)
+    fta = p.add_argument_group("FTA conditions (all off by default; README, 'The synthetic federation')")
+    fta.add_argument("--timeline-spread", type=int, default=0, metavar="YEARS",
+                     help="site cohorts start spread over this many years, each with its own follow-up density")
+    fta.add_argument("--drift-events", action="store_true",
+                     help="each site changes scanner and reporting template at its own year")
+    fta.add_argument("--demographic-signal", action="store_true",
+                     help="add an age-only statement (aortic calcification from 75)")
+    fta.add_argument("--split", choices=("patient", "prospective"), default="patient",
+                     help="prospective: per site, the last exams by date (from a cut date on) are the test split")
     p.set_defaults(func=_synth)
 
     p = sub.add_parser("synth-mimic", help="write a MIMIC-CXR-JPG rehearsal archive (layout, tables, report "

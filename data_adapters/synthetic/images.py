@@ -4,7 +4,8 @@ A frontal view on a [-1, 1]^2 grid: body, two dark lung fields, heart,
 spine; each finding adds a shape whose size and intensity grow with its
 severity, on its side. The site's acquisition (field of view, contrast,
 brightness, noise) is applied last, and noise falls and contrast rises with
-the calendar year (newer detectors), which is the acquisition drift.
+the calendar year (newer detectors), which is the acquisition drift. A site
+with a drift event switches to its new scanner from its change year on.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ def render(
     rng: np.random.Generator,
 ) -> np.ndarray:
     """Render one exam as a uint8 (size, size) image."""
-    lin = np.linspace(-1, 1, size) * site.field_of_view
+    scanner = site.scanner_at(year)
+    lin = np.linspace(-1, 1, size) * scanner.field_of_view
     x, y = np.meshgrid(lin, lin)
     img = np.full((size, size), 0.1)
     img[_ellipse(x, y, 0, 0.05, 0.85, 1.0)] = 0.55
@@ -68,8 +70,8 @@ def render(
         img[tube] = 0.95
 
     years = year - 2010
-    gamma = site.gamma * (1 - 0.03 * years)
-    noise = site.noise * max(0.25, 1 - 0.08 * years)
-    img = np.clip(img, 0, 1) ** gamma + site.brightness
+    gamma = scanner.gamma * (1 - 0.03 * years)
+    noise = scanner.noise * max(0.25, 1 - 0.08 * years)
+    img = np.clip(img, 0, 1) ** gamma + scanner.brightness
     img = img + rng.normal(0.0, noise, img.shape)
     return (np.clip(img, 0, 1) * 255).round().astype(np.uint8)

@@ -3,33 +3,40 @@
 Three phrasing lexicons (one per site, the site difference in reporting
 style) and three sentence templates by calendar era (the temporal drift in
 reporting style). Age and sex drive statements the image does not show
-(degenerative spine, breast soft tissue), which only a demographics-aware
-model can get right. Reports of visits 2..T open with comparison-to-prior
-statements that follow the ground-truth change labels.
+(degenerative spine, breast soft tissue; with the demographic signal on, also
+aortic calcification from 75), which only a demographics-aware model can get
+right. Reports of visits 2..T open with comparison-to-prior statements that
+follow the ground-truth change labels.
+
+A fourth lexicon and a structured section style ("Comparison:", "Lungs and
+heart:", "Other:") form the new template a site adopts at its drift event.
 """
 
 from __future__ import annotations
 
 from .patients import LATERAL_FINDINGS, PRESENCE_ONLY
 
-NAMES: dict[str, tuple[str, str, str]] = {
-    "Cardiomegaly": ("cardiomegaly", "enlarged cardiac silhouette", "cardiac enlargement"),
-    "Pleural Effusion": ("pleural effusion", "pleural fluid", "effusion"),
-    "Consolidation": ("consolidation", "airspace consolidation", "consolidative opacity"),
-    "Pneumothorax": ("pneumothorax", "pneumothorax", "pneumothorax"),
-    "Atelectasis": ("atelectasis", "subsegmental atelectasis", "atelectatic change"),
-    "Lung Lesion": ("pulmonary nodule", "lung nodule", "nodular lesion"),
-    "Edema": ("pulmonary edema", "interstitial edema", "edema"),
-    "Support Devices": ("central venous catheter", "feeding tube", "support line"),
+# Lexicons 0-2 belong to sites (index % 3); lexicon 3 is the post-drift-event template.
+NAMES: dict[str, tuple[str, str, str, str]] = {
+    "Cardiomegaly": ("cardiomegaly", "enlarged cardiac silhouette", "cardiac enlargement", "enlarged heart"),
+    "Pleural Effusion": ("pleural effusion", "pleural fluid", "effusion", "layering pleural effusion"),
+    "Consolidation": ("consolidation", "airspace consolidation", "consolidative opacity", "focal consolidation"),
+    "Pneumothorax": ("pneumothorax", "pneumothorax", "pneumothorax", "apical pneumothorax"),
+    "Atelectasis": ("atelectasis", "subsegmental atelectasis", "atelectatic change", "basilar atelectasis"),
+    "Lung Lesion": ("pulmonary nodule", "lung nodule", "nodular lesion", "solitary pulmonary nodule"),
+    "Edema": ("pulmonary edema", "interstitial edema", "edema", "pulmonary vascular congestion"),
+    "Support Devices": ("central venous catheter", "feeding tube", "support line", "endotracheal tube"),
 }
 SEVERITY_WORDS: tuple[tuple[str, str, str], ...] = (
     ("mild", "moderate", "severe"),
     ("small", "moderate", "large"),
     ("minimal", "moderate", "marked"),
+    ("trace", "moderate", "extensive"),
 )
 SIDE_WORDS: tuple[dict[str, str], ...] = (
     {"left": "left", "right": "right"},
     {"left": "left-sided", "right": "right-sided"},
+    {"left": "left", "right": "right"},
     {"left": "left", "right": "right"},
 )
 POSITIVE_TEMPLATES = ("There is {sev} {side}{name}.", "{sev} {side}{name} is seen.", "{side}{name}, {sev}.")
@@ -48,16 +55,27 @@ ELDERLY_SPINE = (
     "Degenerative changes of the thoracic spine.",
     "Multilevel degenerative changes in the spine.",
     "The thoracic spine shows degenerative change.",
+    "Degenerative changes are present in the spine.",
 )
-YOUNGER_SPINE = ("No osseous abnormality.", "Osseous structures are unremarkable.", "The bones are intact.")
+YOUNGER_SPINE = ("No osseous abnormality.", "Osseous structures are unremarkable.", "The bones are intact.",
+                 "No acute osseous abnormality.")
 FEMALE_SOFT_TISSUE = (
     "Breast soft tissue overlies the lung bases.",
     "Overlying breast shadows are noted.",
     "Bilateral breast shadows.",
+    "Breast tissue projects over the lower chest.",
 )
-HEART_NORMAL = ("The heart size is normal.", "Normal heart size.", "Heart size is normal.")
+AORTIC_CALCIFICATION = (
+    "Calcification of the aortic knob.",
+    "The aorta is tortuous and calcified.",
+    "Atherosclerotic calcification of the aorta.",
+    "Aortic calcification is present.",
+)
+HEART_NORMAL = ("The heart size is normal.", "Normal heart size.", "Heart size is normal.",
+                "Heart size is within normal limits.")
 NORMAL_IMPRESSION = "No acute cardiopulmonary process."
 ELDERLY_AGE = 65.0
+AORTA_AGE = 75.0  # with the demographic signal on: a statement only age predicts
 
 
 def era_of(year: int) -> int:
@@ -81,34 +99,48 @@ def write_report(
     sex: str,
     lexicon: int,
     year: int,
+    structured: bool = False,
+    demographic_signal: bool = False,
 ) -> tuple[str, str]:
-    """Return (findings, impression) for one exam."""
+    """Return (findings, impression) for one exam.
+
+    `structured` writes the findings in three labelled sections (a site's new template);
+    `demographic_signal` adds the age-only aortic statement.
+    """
     era = era_of(year)
-    sentences: list[str] = []
+    comparison: list[str] = []
     if change:
-        sentences.append(COMPARISON_HEADERS[era])
+        comparison.append(COMPARISON_HEADERS[era])
     for finding, cls in change.items():
         name = NAMES[finding][lexicon]
         side = _side(finding, sides, lexicon)
-        sentences.append(_capitalize(CHANGE_TEMPLATES[cls][era].format(side=side, name=name)))
+        comparison.append(_capitalize(CHANGE_TEMPLATES[cls][era].format(side=side, name=name)))
+    chest: list[str] = []
     for finding, s in severity.items():
         if not s:
             continue
         name = NAMES[finding][lexicon]
         if finding in PRESENCE_ONLY:
-            sentences.append(_capitalize(DEVICE_TEMPLATES[era].format(name=name)))
+            chest.append(_capitalize(DEVICE_TEMPLATES[era].format(name=name)))
             continue
         sev = SEVERITY_WORDS[lexicon][s - 1]
         side = _side(finding, sides, lexicon)
-        sentences.append(_capitalize(POSITIVE_TEMPLATES[era].format(sev=sev, side=side, name=name)))
+        chest.append(_capitalize(POSITIVE_TEMPLATES[era].format(sev=sev, side=side, name=name)))
     if not severity.get("Cardiomegaly"):
-        sentences.append(HEART_NORMAL[lexicon])
+        chest.append(HEART_NORMAL[lexicon])
     for finding in NEGATIVES_MENTIONED:
         if not severity.get(finding):
-            sentences.append(NEGATIVE_TEMPLATES[era].format(name=NAMES[finding][0]))
-    sentences.append((ELDERLY_SPINE if age >= ELDERLY_AGE else YOUNGER_SPINE)[lexicon])
+            chest.append(NEGATIVE_TEMPLATES[era].format(name=NAMES[finding][0]))
+    other = [(ELDERLY_SPINE if age >= ELDERLY_AGE else YOUNGER_SPINE)[lexicon]]
+    if demographic_signal and age >= AORTA_AGE:
+        other.append(AORTIC_CALCIFICATION[lexicon])
     if sex == "F":
-        sentences.append(FEMALE_SOFT_TISSUE[lexicon])
+        other.append(FEMALE_SOFT_TISSUE[lexicon])
+    if structured:
+        sections = [("Comparison:", comparison), ("Lungs and heart:", chest), ("Other:", other)]
+        findings = " ".join(" ".join([head, *body]) for head, body in sections if body)
+    else:
+        findings = " ".join(comparison + chest + other)
 
     present = [f for f, s in severity.items() if s and f not in PRESENCE_ONLY]
     if not present:
@@ -121,13 +153,13 @@ def write_report(
                 text += f", {change[f]}"
             parts.append(text)
         impression = _capitalize("; ".join(parts)) + "."
-    return " ".join(sentences), impression
+    return findings, impression
 
 
-def demographic_statements(text: str) -> tuple[bool, bool]:
-    """(says elderly spine, says female soft tissue) as read from a report."""
+def demographic_statements(text: str) -> tuple[bool, bool, bool]:
+    """(says elderly spine, says female soft tissue, says aortic calcification) as read from a report."""
     low = text.lower()
-    return "degenerative" in low, "breast" in low
+    return "degenerative" in low, "breast" in low, "aort" in low
 
 
 def demographic_accuracy(generated: list[str], references: list[str]) -> float:
