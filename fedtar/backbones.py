@@ -101,6 +101,8 @@ def decoder_from_config(config: PretrainedConfig) -> nn.Module:
 
 def load_encoder(name_or_path: str) -> Backbone:
     module, info = AutoModel.from_pretrained(name_or_path, output_loading_info=True)
+    if isinstance(module, ViTModel) and module.pooler is not None:
+        module.pooler = None  # unused (the decoder reads every token), and a rebuilt base has none
     return Backbone(module, module.config, list(info.get("missing_keys", [])))
 
 

@@ -177,7 +177,7 @@ def test_base_pretrained_on_the_pool_knows_its_words_and_the_synthetic_one_does_
     print(f"held-out rehearsal reports: {on_mimic} (pool base) vs {on_synthetic} (synthetic base); "
           f"sentence: {sentence_mimic} vs {sentence_synthetic}")
     assert on_mimic.rate < 0.01 and sentence_mimic.unknown == 0
-    assert on_synthetic.rate > 0.2 and sentence_synthetic.rate > 0.3
+    assert on_synthetic.rate > 0.1 and sentence_synthetic.rate > 0.3
     # Sites report the rate when they load, and warn above data.max_unknown_rate.
     manifest = find_manifests(prepared)[0]
     caplog.set_level(logging.INFO, logger="fedtar.site")
@@ -216,3 +216,46 @@ def test_rehearsal_prepare_pretrain_simulate_evaluate_end_to_end(prepared, tmp_p
     out = capsys.readouterr().out
     assert "unknown-token rate of the model's tokenizer on their reports: 0.00%" in out
     assert len(list(csv.DictReader((tmp_path / "generated.csv").open()))) == results["metrics"]["num-examples"]
+
+
+def test_base_assembled_from_local_backbones_uses_the_decoders_tokenizer(prepared, tmp_path):
+    """model.encoder / model.decoder as local folders (small random ones here: never a download)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast, ViTConfig, ViTModel
+
+    from fedtar.config import load_config
+    from fedtar.model import adapt_model, load_model
+    from fedtar.pretrain import pretrain_base
+    from fedtar.site import load_site
+    from fedtar.training import generate_reports, make_optimizer, train_local
+
+    eos = "<|endoftext|>"
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer, bpe.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
+    bpe.train_from_iterator(["The heart size is normal. No pleural effusion."] * 4,
+                            trainers.BpeTrainer(vocab_size=300, special_tokens=[eos],
+                                                initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    decoder_dir, encoder_dir = tmp_path / "decoder", tmp_path / "encoder"
+    PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token=eos, eos_token=eos, unk_token=eos
+                            ).save_pretrained(decoder_dir)
+    GPT2LMHeadModel(GPT2Config(vocab_size=bpe.get_vocab_size(), n_embd=32, n_layer=1, n_head=2, n_positions=256,
+                               bos_token_id=0, eos_token_id=0)).save_pretrained(decoder_dir)
+    ViTModel(ViTConfig(image_size=32, patch_size=8, num_channels=1, hidden_size=32, num_hidden_layers=1,
+                       num_attention_heads=2, intermediate_size=64), add_pooling_layer=False
+             ).save_pretrained(encoder_dir)
+    cfg = load_config(overrides={**TINY_FED, "model.encoder": str(encoder_dir), "model.decoder": str(decoder_dir),
+                                 "data.max_tokens": 64})
+    base_dir = pretrain_base(tmp_path / "base", cfg)
+    assert not (tmp_path / "base" / "public_pool").exists()  # assembled, not pretrained on synthetic data
+    base, tokenizer = load_model(base_dir)  # offline, from the saved folder alone
+    assert not tokenizer.word_level and tokenizer.bos_id == tokenizer.eos_id == 0
+    assert tokenizer.pad_id == bpe.get_vocab_size()  # [PAD] added after the decoder's vocabulary
+    assert unknown_rate(tokenizer, [MIMIC_SENTENCE]).unknown == 0  # byte-level BPE has no unknown words
+    ids = tokenizer.encode_batch([MIMIC_SENTENCE], 64)[0, 1:].tolist()
+    assert tokenizer.decode(ids) == MIMIC_SENTENCE[: len(tokenizer.decode(ids))] and tokenizer.decode(ids)
+    model = adapt_model(base, cfg)
+    site = load_site(find_manifests(prepared)[0], tokenizer, cfg)
+    stats = train_local(model, site.split("train"), cfg.train, 4, make_optimizer(model, cfg.train), max_steps=2)
+    assert stats.loss == stats.loss and stats.loss > 0  # a finite loss over the subword targets
+    generated = generate_reports(model, site.split("test"), tokenizer)
+    assert len(generated) == site.split("test").num_examples()
