@@ -69,7 +69,7 @@ class ServerValidation:
         if data_sites:  # only the training sites: a held-out site must not steer the policy
             manifests = [manifests[int(i)] for i in data_sites.split(",")]
         sites = [load_site(m, tokenizer, cfg) for m in manifests]
-        self.exams = concat_exams([s.split("validate") for s in sites])
+        self.exams = concat_exams([s.validation(cfg.meta.recent_fraction) for s in sites])
         self.batch_size = cfg.data.batch_size
 
     def __call__(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -26,7 +26,7 @@ from fedtar.audit import content_digest
 from fedtar.config import FedTARConfig
 from fedtar.parameters import TensorSpec, state_from_record
 from fedtar.privacy import PrivacyAccountant, add_noise
-from fedtar.temporal_policy import MetaInputs, PolicyLearner, residual_aggregate, weighted_mean
+from fedtar.temporal_policy import MetaInputs, PolicyLearner, time_features, weighted_mean
 
 log = logging.getLogger(__name__)
 State = dict[str, torch.Tensor]
@@ -304,6 +304,46 @@ class Scaffold(FedAvg):
         self.c = dict(state["c"])
 
 
+def project_to_simplex(v: torch.Tensor) -> torch.Tensor:
+    """Euclidean projection onto {x >= 0, sum x = 1} (Duchi et al. 2008)."""
+    u, _ = torch.sort(v, descending=True)
+    css = torch.cumsum(u, 0) - 1
+    k = torch.arange(1, len(v) + 1, dtype=v.dtype)
+    rho = int(torch.nonzero(u - css / k > 0)[-1])
+    return torch.clamp(v - css[rho] / (rho + 1), min=0)
+
+
+class DRFA(FederatedStrategy):
+    """Deng, Kamani and Mahdavi 2020, distributionally robust federated averaging, with every
+    site taking part each round: the global is the lambda-weighted mean of the sites' states,
+    then lambda takes a projected ascent step on the sites' losses, so sites the global serves
+    worst weigh more. (The paper samples sites by lambda and estimates the losses at a random
+    local iterate; here each site's mean local training loss of the round stands in for it.)"""
+
+    name = "drfa"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.weights: dict[int, float] = {}  # lambda per node id (uniform for sites not seen yet)
+
+    def aggregate(self, server_round, accepted):
+        nodes = list(accepted)
+        lam = torch.tensor([self.weights.get(n, 1.0 / len(nodes)) for n in nodes], dtype=torch.float64)
+        lam = lam / lam.sum()
+        new = self.model_mean(server_round, [accepted[n][0]["arrays"] for n in nodes], lam.tolist())
+        losses = torch.tensor([float(accepted[n][1].get("train-loss", 0.0)) for n in nodes], dtype=torch.float64)
+        lam = project_to_simplex(lam + self.cfg.federation.drfa_lr * losses)
+        self.weights.update({n: float(w) for n, w in zip(nodes, lam)})
+        self.info = {"drfa-lambda": {str(n): round(float(w), 4) for n, w in zip(nodes, lam)}}
+        return new
+
+    def state_dict(self):
+        return {"weights": dict(self.weights)}
+
+    def load_state_dict(self, state):
+        self.weights = {int(k): float(v) for k, v in state["weights"].items()}
+
+
 class FedTAR(FederatedStrategy):
     """Per-visit means, temporal residual recursion, first-order meta-learned alpha."""
 
@@ -335,21 +375,25 @@ class FedTAR(FederatedStrategy):
                 self.info["meta"] = self.learner.meta_step(self.pending, grad)
         visits = sorted({int(name.split("-")[1]) for states, _ in accepted.values() for name in states
                          if name.startswith("visit-")})
-        means, years = [], []
+        means, gaps, dates = [], [], []
         for t in visits:
             holders = [(s[f"visit-{t}"], m) for s, m in accepted.values() if f"visit-{t}" in s]
             weights = [float(m.get(f"n-visit-{t}", 1.0)) for _, m in holders]
             means.append(self.model_mean(server_round, [s for s, _ in holders], weights))
-            years.append(sum(float(m.get(f"years-visit-{t}", 0.0)) * w for (_, m), w in zip(holders, weights))
-                         / max(sum(weights), 1e-9))
+
+            def weighted(key: str) -> float:
+                return sum(float(m.get(key, 0.0)) * w for (_, m), w in zip(holders, weights)) / max(sum(weights), 1e-9)
+
+            gaps.append(weighted(f"years-visit-{t}"))
+            dates.append(weighted(f"date-visit-{t}"))
         visits_t = torch.tensor(visits)
-        time_features = torch.tensor(years, dtype=torch.float32)[:, None]
-        alpha = self.learner.alpha(visits_t, time_features)
-        new = residual_aggregate(self.global_state, means, alpha)
-        inputs = MetaInputs(visits_t, time_features, dict(self.global_state), means)
+        features = time_features(self.cfg.policy.features, gaps, dates)
+        inputs = MetaInputs(visits_t, features, dict(self.global_state), means)
+        alpha = self.learner.alpha(visits_t, features)
+        new = self.learner.aggregate(inputs)
         self.info.update({"alpha": [round(float(a), 4) for a in alpha], "visits": visits})
         if self.cfg.meta.validation == "server" and self.validation_grad is not None:
-            self.info["meta"] = self.learner.meta_step(inputs, self.validation_grad(new))
+            self.info["meta"] = self.learner.meta_step(inputs, self.validation_grad)
         self.pending = inputs
         return new
 
@@ -362,5 +406,5 @@ class FedTAR(FederatedStrategy):
 
 
 STRATEGIES: dict[str, type[FederatedStrategy]] = {
-    cls.name: cls for cls in (FedTAR, FedAvg, FedProx, FedOpt, FedYogi, Scaffold, LocalOnly)
+    cls.name: cls for cls in (FedTAR, FedAvg, FedProx, FedOpt, FedYogi, Scaffold, DRFA, LocalOnly)
 }

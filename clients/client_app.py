@@ -5,12 +5,17 @@ tensors) and "config" (ConfigRecord: the run's flat config, the strategy and
 paths), plus strategy extras ("scaffold-c").
 
 Messages out, train: FedTAR sends one ArrayRecord per visit ("visit-<t>")
-and a MetricRecord with per-visit counts, losses and mean gaps; baselines
+and a MetricRecord with per-visit counts, losses, mean gaps and mean study
+dates (fractional years, shifted where the site shifts dates); baselines
 send "arrays" and "metrics". With meta.validation = federated the reply also
 carries "val-grad" (the gradient of the site's validation loss at the global
 it received: fused into the train message, so the meta step lags one round
 but costs no extra round trip). Evaluate replies carry a MetricRecord only.
 Nothing else leaves the site: no text, ids, demographics or GMM statistics.
+
+A hospital node's policy (node config: ``pins``, ``base-sha256``) is enforced before the
+site's data or model is touched, and every received state must match the node's own
+travelling set (``clients.node_policy``); a refusal is written to the audit log.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from clients.node_policy import NodeRefusal, pin_breaches, state_breaches
 from clients.site_runtime import (
     SiteRuntime,
     evaluate_site,
@@ -31,7 +37,8 @@ from clients.site_runtime import (
     train_pooled,
 )
 from fedtar.audit import append_entry
-from fedtar.parameters import state_from_record
+from fedtar.base_hash import base_sha256
+from fedtar.parameters import state_from_record, travelling_specs
 from fedtar.privacy import clip_upload
 
 log = logging.getLogger(__name__)
@@ -43,13 +50,38 @@ app = ClientApp()
 
 
 def _runtime(msg: Message, context: Context) -> tuple[SiteRuntime, ConfigRecord]:
+    """The site's runtime, once the node's policy accepts the run and the received states."""
     config = msg.content["config"]
     cfg_flat = {k: (tuple(v) if isinstance(v, list) else v) for k, v in config.items() if k not in RUN_KEYS}
     node = dict(context.node_config)
-    manifest = resolve_manifest(node, config.get("data-root"), config.get("data-sites", ""))
     base_dir = node.get("base-dir", config.get("base-dir"))
+    problems = pin_breaches(str(node.get("pins", "")), cfg_flat, str(config.get("strategy", "")))
+    wanted = str(node.get("base-sha256", "")).strip().lower()
+    if wanted and not problems and (found := base_sha256(base_dir)) != wanted:
+        problems.append(f"base {base_dir} has sha256 {found}, the node vetted {wanted}")
+    if problems:
+        _refuse(msg, context, problems)
+    manifest = resolve_manifest(node, config.get("data-root"), config.get("data-sites", ""))
     index = int(node.get("partition-id", 0))
-    return site_runtime(cfg_flat, base_dir, manifest, index), config
+    rt = site_runtime(cfg_flat, base_dir, manifest, index)
+    specs = travelling_specs(rt.model)
+    for name, record in msg.content.array_records.items():  # the global and any control variates
+        problems += state_breaches(state_from_record(record), specs, name)
+    if problems:
+        _refuse(msg, context, problems)
+    return rt, config
+
+
+def _refuse(msg: Message, context: Context, problems: list[str]) -> None:
+    """Write the refusal to the audit log, then fail the message (the server sees the reason)."""
+    reason = "; ".join(problems)
+    audit_log = dict(context.node_config).get("audit-log")
+    if audit_log:
+        append_entry(str(audit_log), RecordDict(), run_id=context.run_id, node_id=context.node_id,
+                     kind=f"refused-{msg.metadata.message_type}", round=int(msg.content["config"]["server-round"]),
+                     reason=reason)
+    log.error("node refuses the %s message: %s", msg.metadata.message_type, reason)
+    raise NodeRefusal(f"node refuses: {reason}")
 
 
 @app.train()
@@ -75,6 +107,7 @@ def train(msg: Message, context: Context) -> Message:
             metrics[f"n-visit-{u.visit}"] = float(u.examples)
             metrics[f"loss-visit-{u.visit}"] = u.loss
             metrics[f"years-visit-{u.visit}"] = u.mean_years_since_prior
+            metrics[f"date-visit-{u.visit}"] = u.mean_study_year
         metrics["num-examples"] = float(sum(u.examples for u in updates))
         metrics["train-loss"] = sum(u.loss * u.examples for u in updates) / max(metrics["num-examples"], 1)
     else:

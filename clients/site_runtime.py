@@ -7,6 +7,7 @@ trainable parameters and numbers, nothing else.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import statistics
 from dataclasses import dataclass
@@ -100,6 +101,11 @@ class VisitUpdate:
     examples: int
     loss: float
     mean_years_since_prior: float
+    mean_study_year: float  # calendar time of the visit's exams (fractional year): the policy's recency input
+
+
+def fractional_year(date: dt.date) -> float:
+    return date.year + (date.timetuple().tm_yday - 1) / 365.25
 
 
 def train_per_visit(rt: SiteRuntime, global_state: State, server_round: int) -> list[VisitUpdate]:
@@ -117,7 +123,9 @@ def train_per_visit(rt: SiteRuntime, global_state: State, server_round: int) -> 
         state = get_travelling_state(rt.model)
         rows = exams.rows().tolist()
         days = [exams.records[i].days_since_prior for i in rows]
-        updates.append(VisitUpdate(t, state, exams.num_examples(), stats.loss, statistics.fmean(days) / 365.25))
+        years = [fractional_year(exams.records[i].study_date) for i in rows]
+        updates.append(VisitUpdate(t, state, exams.num_examples(), stats.loss, statistics.fmean(days) / 365.25,
+                                   statistics.fmean(years)))
         if rt.cfg.client.visit_start == "chained":
             start = state
     return updates
@@ -137,7 +145,7 @@ def train_pooled(rt: SiteRuntime, start_state: State, server_round: int,
 def site_validation_gradient(rt: SiteRuntime, state: State) -> tuple[State, int]:
     """grad of the site's validation loss at `state` (for meta.validation = federated)."""
     set_travelling_state(rt.model, state)
-    return validation_gradient(rt.model, rt.site.split("validate"), rt.cfg.data.batch_size)
+    return validation_gradient(rt.model, rt.site.validation(rt.cfg.meta.recent_fraction), rt.cfg.data.batch_size)
 
 
 def evaluate_site(rt: SiteRuntime, state: State, split: str = "test") -> dict[str, float]:

@@ -60,6 +60,7 @@ class DemographicsConfig:
     gmm: bool = True                 # false: the profile vector feeds the projection directly
     gmm_components: int = 16
     features: tuple[str, ...] = ("hash", "age", "sex")
+    with_profile: bool = False       # true (ours): the profile vector v_p beside q_p into the projection
 
 
 @dataclass
@@ -86,11 +87,13 @@ class ClientConfig:
 @dataclass
 class MetaConfig:
     validation: str = "server"       # server | federated (sites send grad of their validation loss)
+    recent_fraction: float = 1.0     # <1: validate on each site's most recent exams of its validation split
+                                     # (the deployment target, ours); 1: the whole, mixed split (the paper's)
 
 
 @dataclass
 class FederationConfig:
-    strategy: str = "fedtar"         # fedtar | fedavg | fedprox | fedadam | fedyogi | scaffold | local
+    strategy: str = "fedtar"         # fedtar | fedavg | fedprox | fedadam | fedyogi | scaffold | drfa | local
     rounds: int = 3
     min_sites: int = 2               # a round needs at least this many valid replies
     round_timeout: float = 600.0     # seconds to wait for replies in one round
@@ -101,6 +104,7 @@ class FederationConfig:
     beta1: float = 0.9
     beta2: float = 0.99
     tau: float = 1e-3                # FedAdam / FedYogi adaptivity
+    drfa_lr: float = 0.01            # DRFA: ascent step of the site weights lambda on the sites' losses
     norm_bound: float = 10.0         # reject updates whose norm exceeds this x the round's median
     eval_every: int = 0              # >0: also evaluate the global every this many rounds (curves)
 

@@ -100,13 +100,15 @@ class PatientAssigner:
     """
 
     gmm: DiagonalGMM | None
+    with_profile: bool = False  # q_p and v_p side by side (demographics.with_profile)
 
     @classmethod
-    def fit(cls, profiles: torch.Tensor, use_gmm: bool = True, components: int = 16, seed: int = 0
-            ) -> PatientAssigner:
-        return cls(DiagonalGMM.fit(profiles, components, seed=seed) if use_gmm else None)
+    def fit(cls, profiles: torch.Tensor, use_gmm: bool = True, components: int = 16, seed: int = 0,
+            with_profile: bool = False) -> PatientAssigner:
+        return cls(DiagonalGMM.fit(profiles, components, seed=seed) if use_gmm else None, with_profile)
 
     def __call__(self, profiles: torch.Tensor) -> torch.Tensor:
         if self.gmm is None:
             return profiles.float()
-        return self.gmm.responsibilities(profiles.cpu()).to(profiles.device)
+        q = self.gmm.responsibilities(profiles.cpu()).to(profiles.device)
+        return torch.cat([q, profiles.float()], dim=-1) if self.with_profile else q

@@ -250,7 +250,11 @@ def _hidden_size(config: PretrainedConfig) -> int:
 
 
 def q_dim(cfg: FedTARConfig) -> int:
-    return cfg.demographics.gmm_components if cfg.demographics.gmm else len(cfg.demographics.features)
+    """Width of what feeds the patient projection: q_p (GMM), or v_p, or both side by side."""
+    d = cfg.demographics
+    if not d.gmm:
+        return len(d.features)
+    return d.gmm_components + (len(d.features) if d.with_profile else 0)
 
 
 def build_model(cfg: FedTARConfig, tokenizer: ReportTokenizer) -> ReportGenerator:

@@ -10,6 +10,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from data_adapters.dataset import ExamTensors, image_transform, load_exams
 from data_adapters.records import ExamRecord, Manifest, read_manifest
 from fedtar.config import FedTARConfig
@@ -29,6 +31,18 @@ class SiteData:
     def split(self, name: str, visit: int | None = None) -> ExamTensors:
         return self.exams.where(split=name, visit=visit)
 
+    def validation(self, recent_fraction: float = 1.0) -> ExamTensors:
+        """The validation split the meta step uses; with `recent_fraction` < 1 only its most
+        recent exams by study date (the period a deployed model reports next)."""
+        exams = self.split("validate")
+        rows = exams.rows().tolist()
+        if recent_fraction >= 1.0 or not rows:
+            return exams
+        dates = sorted(exams.records[i].study_date for i in rows)
+        cut = dates[min(len(dates) - 1, int(len(dates) * (1.0 - recent_fraction)))]
+        exams.batch_rows = torch.tensor([i for i in rows if exams.records[i].study_date >= cut], dtype=torch.long)
+        return exams
+
     @property
     def visits(self) -> list[int]:
         return sorted({r.visit_index for r in self.exams.records})
@@ -47,7 +61,7 @@ def load_site(source: str | Path | Manifest | list[ExamRecord], tokenizer: Repor
     train = exams.where(split="train")
     profiles = train.profiles[train.rows()] if train.num_examples() else exams.profiles
     assigner = PatientAssigner.fit(profiles, cfg.demographics.gmm, cfg.demographics.gmm_components,
-                                   seed=cfg.train.seed)
+                                   seed=cfg.train.seed, with_profile=cfg.demographics.with_profile)
     exams.q = assigner(exams.profiles)
     site_name = name or (exams.records[0].site_id if exams.records else "site")
     return SiteData(site_name, exams, assigner, report_unknown_rate(site_name, exams.records, tokenizer, cfg))
