@@ -52,6 +52,13 @@ def _pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _base_hash(args: argparse.Namespace) -> int:
+    from fedtar.base_hash import base_sha256
+
+    print(base_sha256(args.dir))
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from data_adapters.synthetic import SyntheticConfig
     from fedtar.demo import by_visit_table, metrics_table, run_demo
@@ -127,8 +134,9 @@ def _prepare_dicom(args: argparse.Namespace) -> int:
     from data_adapters.dicom import DicomOptions, prepare_dicom
 
     opts = DicomOptions(site_id=args.site_id, modality=args.modality, views=args.views, per_study=args.per_study,
-                        image_size=args.image_size, allow_burned_in=args.allow_burned_in)
-    prepared = prepare_dicom(args.root, args.out, _pseudonymizer(args), opts, args.reports_csv)
+                        image_size=args.image_size, allow_burned_in=args.allow_burned_in, workers=args.workers)
+    prepared = prepare_dicom(args.root, args.out, _pseudonymizer(args), opts, args.reports_csv,
+                             progress=not args.no_progress)
     print(prepared.summary)
     print(f"\nWrote {len(prepared.manifests)} site manifest(s) under {Path(args.out).resolve()}")
     return 0 if prepared.manifests else 1
@@ -137,13 +145,16 @@ def _prepare_dicom(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from aggregator.checkpoint import load_trained
     from data_adapters.records import find_manifests
-    from fedtar.evaluation import STANDARD_COLUMNS, evaluate_manifests, write_generated
+    from fedtar.evaluation import STANDARD_COLUMNS, clinical_protocol_rows, evaluate_manifests, write_generated
+    from fedtar.metrics.chexbert import chexbert_labeler
+    from fedtar.metrics.clinical import rule_labels
     from fedtar.tables import format_table
     from fedtar.tokenizer import unknown_rate
 
+    labeler = chexbert_labeler(args.chexbert_weights) if args.chexbert_weights else rule_labels
     model, tokenizer = load_trained(args.model)
     ev, parts = evaluate_manifests(model, tokenizer, find_manifests(args.data), args.split, args.beams,
-                                   not args.no_meteor)
+                                   not args.no_meteor, labeler)
     unknown = unknown_rate(tokenizer, [r.report(model.cfg.data.section) for p in parts for r in p.records])
     path = write_generated(args.out, parts, ev)
     print(f"{args.split} split: {len(ev.generated)} exams from {len(parts)} site(s); unknown-token rate of the "
@@ -151,6 +162,13 @@ def _evaluate(args: argparse.Namespace) -> int:
           + (" -- above data.max_unknown_rate: the scores are measured on [UNK]s"
              if unknown.rate > model.cfg.data.max_unknown_rate else ""))
     print(format_table(list(STANDARD_COLUMNS), [[ev.overall.get(c, float("nan")) for c in STANDARD_COLUMNS]]))
+    source = "CheXbert" if args.chexbert_weights else "the rule-based CheXpert labeler (fedtar.labeler)"
+    print(f"\nce_precision / ce_recall / ce_f1 above: micro-averaged, 14 observations, uncertain as negative; "
+          f"labels from {source}. Every protocol:")
+    print(format_table(["clinical-efficacy protocol", "precision", "recall", "F1"], clinical_protocol_rows(ev.overall)))
+    print(f"\nTemporal: cmp_acc {ev.overall.get('cmp_acc', float('nan')):.3f} (n={int(ev.overall.get('cmp_n', 0))}); "
+          f"TEM (BioViL-T change words, per-report F1) {ev.overall.get('tem', float('nan')):.3f}; "
+          f"first-visit reports that mention a prior {ev.overall.get('prior_halluc', float('nan')):.3f}")
     print(f"\nGenerated reports: {path.resolve()}")
     return 0
 
@@ -290,6 +308,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.set_defaults(func=_pretrain)
 
+    p = sub.add_parser("base-hash", help="SHA-256 of a base folder, for node.toml's base_sha256")
+    p.add_argument("dir", help="the base folder (a `fedtar pretrain` output or a real backbone's folder)")
+    p.set_defaults(func=_base_hash)
+
     p = sub.add_parser("demo", help="central patient-adaptive training on the synthetic federation, with metrics")
     p.add_argument("--out", default="runs/demo", help="working folder (federation, base, outputs)")
     p.add_argument("--base", help="pretrained base folder (default: OUT/base, created if needed)")
@@ -386,6 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", choices=("train", "validate", "test"))
     p.add_argument("--beams", type=int, default=1, help="beam width (1: greedy)")
     p.add_argument("--no-meteor", action="store_true", help="skip METEOR (it needs Java)")
+    p.add_argument("--chexbert-weights", help="a local chexbert.pth: label with CheXbert (needs the optional "
+                   "f1chexbert package; never downloaded) instead of the rule-based labeler")
     p.add_argument("--out", default="generated_reports.csv", help="CSV of generated and reference reports")
     p.set_defaults(func=_evaluate)
     return parser

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from data_adapters.dataset import ExamTensors
 from data_adapters.synthetic.phrasing import demographic_accuracy
-from fedtar.metrics import METRIC_COLUMNS, evaluate_by_visit, evaluate_reports
+from fedtar.metrics import METRIC_COLUMNS, PROTOCOLS, evaluate_by_visit, evaluate_reports
+from fedtar.metrics.clinical import Labeler, rule_labels
 from fedtar.model import ReportGenerator
 from fedtar.site import load_site
 from fedtar.tokenizer import ReportTokenizer
@@ -41,13 +42,15 @@ def generate_for(model: ReportGenerator, parts: list[ExamTensors],
     return gen, ref, visits
 
 
-def evaluate_model(model: ReportGenerator, parts: list[ExamTensors],
-                   tokenizer: ReportTokenizer, num_beams: int = 1, with_meteor: bool = False) -> Evaluation:
+def evaluate_model(model: ReportGenerator, parts: list[ExamTensors], tokenizer: ReportTokenizer,
+                   num_beams: int = 1, with_meteor: bool = False, labeler: Labeler = rule_labels) -> Evaluation:
     gen, ref, visits = generate_for(model, parts, tokenizer, num_beams)
-    overall = evaluate_reports(gen, ref, with_meteor)
+    overall = evaluate_reports(gen, ref, with_meteor, labeler)
     # Age- and sex-dependent statements: meaningful on the synthetic federation only.
     overall["demo_acc"] = demographic_accuracy(gen, ref)
-    return Evaluation(overall, evaluate_by_visit(gen, ref, visits), gen, ref, visits)
+    by_visit = evaluate_by_visit(gen, ref, visits, labeler=labeler)
+    overall["prior_halluc"] = by_visit.get(1, {}).get("prior_halluc", float("nan"))
+    return Evaluation(overall, by_visit, gen, ref, visits)
 
 
 def flat_metrics(ev: Evaluation) -> dict[str, float]:
@@ -68,15 +71,25 @@ STANDARD_COLUMNS = ("bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "ci
 GENERATED_COLUMNS = ("site_id", "patient_id", "visit_index", "study_date", "generated", "reference")
 
 
+def clinical_protocol_rows(overall: dict[str, float]) -> list[list[object]]:
+    """One row per CE protocol: its name, precision, recall, F1 (for `fedtar evaluate`)."""
+    rows = []
+    for key, name in PROTOCOLS.items():
+        if "_f1" in key or key == "ce_f1":
+            p, r = key.replace("f1", "precision", 1), key.replace("f1", "recall", 1)
+            rows.append([name, overall.get(p, float("nan")), overall.get(r, float("nan")), overall.get(key)])
+    return rows
+
+
 def evaluate_manifests(model: ReportGenerator, tokenizer: ReportTokenizer, manifests: Sequence[Path],
-                       split: str = "test", num_beams: int = 1, with_meteor: bool = True
-                       ) -> tuple[Evaluation, list[ExamTensors]]:
+                       split: str = "test", num_beams: int = 1, with_meteor: bool = True,
+                       labeler: Labeler = rule_labels) -> tuple[Evaluation, list[ExamTensors]]:
     """A trained model on one split of several sites' manifests (each site fits its own GMM)."""
     parts = [load_site(m, tokenizer, model.cfg).split(split) for m in manifests]
     parts = [p for p in parts if p.num_examples()]
     if not parts:
         raise ValueError(f"no {split!r} exams in {', '.join(map(str, manifests))}")
-    return evaluate_model(model, parts, tokenizer, num_beams, with_meteor), parts
+    return evaluate_model(model, parts, tokenizer, num_beams, with_meteor, labeler), parts
 
 
 def write_generated(path: str | Path, parts: Sequence[ExamTensors], evaluation: Evaluation) -> Path:

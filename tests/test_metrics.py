@@ -13,7 +13,8 @@ from pycocoevalcap.rouge.rouge import Rouge
 
 from fedtar.findings import CHEXPERT_OBSERVATIONS
 from fedtar.labeler import extract_changes, label_report
-from fedtar.metrics import bleu, cider_d, comparison_accuracy, evaluate_reports, meteor, metric_tokens, rouge_l
+from fedtar.metrics import (PROTOCOLS, bleu, cider_d, comparison_accuracy, evaluate_by_visit, evaluate_reports, meteor,
+                            metric_tokens, rouge_l, temporal_entity_f1)
 from fedtar.metrics.clinical import clinical_efficacy
 from fedtar.metrics.ptb import coco_tokenize
 from report_corpus import REPORTS, TOKENIZER_SENTENCES
@@ -167,3 +168,42 @@ def test_evaluate_reports_full_row():
     assert math.isnan(out["meteor"]) and math.isnan(out["cmp_acc"])
     with pytest.raises(ValueError, match="2 generated reports for 1 references"):
         evaluate_reports(["a", "b"], ["a"])
+
+
+def test_clinical_efficacy_protocols():
+    refs = ["Left pleural effusion. Cardiomegaly.", "Possible pneumonia.", "No acute process."]
+    hyps = ["Left pleural effusion.", "Pneumonia.", "No acute process."]
+    ce = clinical_efficacy(hyps, refs)
+    # Uncertain as negative: positives refs {PE, CM | - | NoFinding}, hyps {PE | PN | NoFinding}.
+    assert ce["ce_precision"] == pytest.approx(2 / 3) and ce["ce_recall"] == pytest.approx(2 / 3)
+    # Example-based: report 1 F1 2/3, report 2 F1 0 (a false positive), report 3 F1 1.
+    assert ce["ce_f1_example"] == pytest.approx((2 / 3 + 0 + 1) / 3)
+    # Uncertain as positive: "possible pneumonia" now matches.
+    assert ce["ce_precision_micro_upos"] == pytest.approx(1.0) and ce["ce_recall_micro_upos"] == pytest.approx(3 / 4)
+    # The 5 CheXbert observations: PE and CM only in the references, PE found.
+    assert ce["ce_recall_micro_5"] == pytest.approx(1 / 2) and ce["ce_precision_micro_5"] == pytest.approx(1.0)
+    assert set(ce) == set(PROTOCOLS) and "uncertain as positive" in PROTOCOLS["ce_f1_example_5_upos"]
+
+
+def test_temporal_entity_matching_and_hallucinated_priors():
+    assert temporal_entity_f1(["Stable cardiomegaly. New effusion."], ["New effusion, cardiomegaly stable."]) == \
+        pytest.approx(1.0)
+    assert temporal_entity_f1(["Increased effusion."], ["Decreased effusion."]) < 1e-6
+    assert temporal_entity_f1(["No effusion."], ["No effusion."]) == pytest.approx(1.0)  # both empty
+    assert temporal_entity_f1(["Worsening edema and new effusion."], ["Worsening edema."]) == pytest.approx(2 / 3)
+    by_visit = evaluate_by_visit(["Unchanged cardiomegaly.", "Cardiomegaly.", "Compared to prior, new effusion."],
+                                 ["Cardiomegaly.", "Cardiomegaly.", "New effusion."], [1, 1, 2])
+    assert by_visit[1]["prior_halluc"] == pytest.approx(0.5) and "prior_halluc" not in by_visit[2]
+    assert by_visit[2]["tem"] == pytest.approx(1.0)
+
+
+def test_chexbert_needs_a_local_weights_file(tmp_path, capsys):
+    from fedtar.cli import main
+    from fedtar.metrics.chexbert import chexbert_labeler
+
+    missing = tmp_path / "chexbert.pth"
+    with pytest.raises(FileNotFoundError, match=r"CheXbert weights file not found: .*chexbert\.pth"):
+        chexbert_labeler(missing)
+    assert main(["evaluate", "--model", str(tmp_path), "--data", str(tmp_path),
+                 "--chexbert-weights", str(missing)]) != 0
+    assert f"CheXbert weights file not found: {missing}" in capsys.readouterr().err
