@@ -1,10 +1,18 @@
 """`fedtar experiment compare`: every method and ablation over seeds, as tables and plots.
 
-One TOML file describes the sweep (experiments/synthetic.toml, experiments/mimic_cxr.toml):
+One TOML file describes the sweep (experiments/synthetic.toml, experiments/fta.toml,
+experiments/mimic_cxr.toml):
 
-    [experiment]   out, seeds, methods, rounds, engine, loso_methods, data, base, synthetic size
+    [experiment]   out, seeds, methods, rounds, engine, loso_methods, data, base, synthetic size,
+                   lr_grid (a learning-rate search per method)
+    [synthetic]    SyntheticConfig fields for the generated federation (e.g. the FTA conditions)
     [ablations]    name = {strategy = "fedtar", "policy.kind" = "uniform", ...}
     [config]       FedTAR config keys for every run (e.g. "federation.eval_every" = 1)
+
+With `lr_grid`, every method first runs once per learning rate (seed `lr_seed`,
+`lr_rounds` rounds) scored on the sites' validation split; the rate with the best
+`lr_metric` is then used for all its seeds. Ablations are FedTAR variants and use
+FedTAR's rate. No method is tuned more than another.
 
 Each (setting, seed) is one federated run under OUT/runs/...; a run whose
 results.json says completed is reused, so an interrupted sweep continues where it
@@ -16,6 +24,7 @@ visit against rounds).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -61,6 +70,10 @@ class ExperimentConfig:
     sites: int = 4                     # synthetic federation size
     patients: int = 40
     visits: int = 5
+    lr_grid: list[float] = field(default_factory=list)  # train.lr values searched per method (empty: none)
+    lr_metric: str = "cider"           # chosen by this metric on the validation split
+    lr_seed: int = 0
+    lr_rounds: int = 0                 # rounds of a search run (0: rounds)
 
 
 @dataclass
@@ -69,6 +82,23 @@ class Sweep:
     ablations: list[Variant]
     config: dict[str, Any]
     source: Path
+    synthetic: dict[str, Any] = field(default_factory=dict)
+
+    def synthetic_config(self) -> SyntheticConfig:
+        e = self.experiment
+        return SyntheticConfig(**{"sites": e.sites, "patients": e.patients, "visits": e.visits, **self.synthetic})
+
+    def pretraining_pool(self) -> SyntheticConfig | None:
+        """The public pool of the base: with FTA conditions on, a pool drawn under the same
+        conditions (its own sites), so the base's vocabulary knows every site's templates."""
+        synth = self.synthetic_config()
+        if not (synth.fta or synth.demographic_signal):
+            return None
+        from fedtar.pretrain import public_pool_config
+
+        return dataclasses.replace(public_pool_config(), timeline_spread=synth.timeline_spread,
+                                   drift_events=synth.drift_events, demographic_signal=synth.demographic_signal,
+                                   image_size=synth.image_size)
 
 
 def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None) -> Sweep:
@@ -85,7 +115,13 @@ def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None) -> Swe
     load_config(overrides=config)  # fail early on a bad key
     for variant in ablations:
         apply_overrides(load_config(), variant.overrides)
-    return Sweep(experiment, ablations, config, path)
+    synthetic = dict(tree.get("synthetic", {}))
+    known = {f.name for f in dataclasses.fields(SyntheticConfig)}
+    if unknown := sorted(set(synthetic) - known):
+        raise ValueError(f"{path}: unknown key(s) in [synthetic]: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    sweep = Sweep(experiment, ablations, config, path, synthetic)
+    sweep.synthetic_config()  # fail early on a bad value
+    return sweep
 
 
 def run_sweep(sweep: Sweep, out: str | Path | None = None, progress: bool = True) -> Path:
@@ -96,24 +132,69 @@ def run_sweep(sweep: Sweep, out: str | Path | None = None, progress: bool = True
     out = Path(out or e.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = load_config(overrides={**sweep.config, "federation.rounds": e.rounds}, preset=None)
-    synth = SyntheticConfig(sites=e.sites, patients=e.patients, visits=e.visits)
-    settings = [Variant(m, m) for m in e.methods] + sweep.ablations
-    jobs: list[tuple[Variant, int, int | None]] = [(v, s, None) for v in settings for s in e.seeds]
+    synth, pool = sweep.synthetic_config(), sweep.pretraining_pool()
+    search = lr_search_jobs(e)
     n_sites = e.sites if not e.data else len(_manifests(e.data))
-    # Held-out runs are scored once at the end, on the held-out site (no per-round curves).
-    jobs += [(Variant(m, m, {"federation.eval_every": 0}), s, k) for k in range(n_sites) for m in e.loso_methods
-             for s in (e.loso_seeds or e.seeds)]
-    main: list[RunSummary] = []
-    loso: dict[int, list[RunSummary]] = {}
-    bar = tqdm(jobs, desc="runs", unit="run", disable=not progress, file=sys.stderr)
-    for variant, seed, holdout in bar:
+    n_main = (len(e.methods) + len(sweep.ablations)) * len(e.seeds) \
+        + n_sites * len(e.loso_methods) * len(e.loso_seeds or e.seeds)
+    bar = tqdm(total=len(search) + n_main, desc="runs", unit="run", disable=not progress, file=sys.stderr)
+
+    def run(variant: Variant, seed: int, holdout: int | None = None) -> list[RunSummary]:
         bar.set_postfix_str(f"{variant.name} seed {seed}" + (f" holdout {holdout}" if holdout is not None else ""))
         plan = SimulationPlan(strategies=[], variants=[variant], seeds=[seed], holdout_site=holdout,
                               engine=e.engine, skip_done=True, pretrain_epochs=e.pretrain_epochs or None)
-        done = run_simulations(out, cfg, plan, synth, base_dir=e.base or None, data=e.data or None)
-        (main if holdout is None else loso.setdefault(holdout, [])).extend(done)
-    write_report(out, sweep, main, loso)
+        done = run_simulations(out, cfg, plan, synth, base_dir=e.base or None, data=e.data or None, pool=pool)
+        bar.update(1)
+        return done
+
+    searched = [(v, s) for v in search for s in run(v, e.lr_seed)]
+    chosen = choose_learning_rates(searched, e.lr_metric)
+    lr_of = {m: {"train.lr": chosen[m]} for m in chosen}
+    settings = [Variant(m, m, lr_of.get(m, {})) for m in e.methods]
+    settings += [Variant(a.name, a.strategy, {**lr_of.get(a.strategy, {}), **a.overrides}) for a in sweep.ablations]
+    main = [s for v in settings for seed in e.seeds for s in run(v, seed)]
+    loso: dict[int, list[RunSummary]] = {}
+    # Held-out runs are scored once at the end, on the held-out site (no per-round curves).
+    for k in range(n_sites):
+        for m in e.loso_methods:
+            for seed in e.loso_seeds or e.seeds:
+                variant = Variant(m, m, {**lr_of.get(m, {}), "federation.eval_every": 0})
+                loso.setdefault(k, []).extend(run(variant, seed, k))
+    bar.close()
+    write_report(out, sweep, main, loso, searched, chosen)
     return out
+
+
+def lr_search_jobs(e: ExperimentConfig) -> list[Variant]:
+    """One run per method and learning rate, scored on the validation split."""
+    rounds = {"federation.rounds": e.lr_rounds} if e.lr_rounds else {}
+    return [Variant(f"{m}-lr{lr:g}", m, {"train.lr": lr, "federation.eval_split": "validate",
+                                          "federation.eval_every": 0, **rounds})
+            for m in e.methods for lr in e.lr_grid]
+
+
+def choose_learning_rates(searched: list[tuple[Variant, RunSummary]], metric: str) -> dict[str, float]:
+    """Per method, the searched rate with the best validation `metric` (ties: the smaller rate)."""
+    best: dict[str, tuple[float, float]] = {}
+    for variant, summary in searched:
+        score = float(summary.metrics.get(metric, math.nan))
+        lr = float(variant.overrides["train.lr"])
+        if math.isnan(score):
+            continue
+        current = best.get(variant.strategy)
+        if current is None or score > current[0] or (score == current[0] and lr < current[1]):
+            best[variant.strategy] = (score, lr)
+    return {m: lr for m, (_, lr) in best.items()}
+
+
+def lr_search_table(searched: list[tuple[Variant, RunSummary]], chosen: dict[str, float], metric: str) -> str:
+    rates = sorted({float(v.overrides["train.lr"]) for v, _ in searched})
+    rows = []
+    for m in dict.fromkeys(v.strategy for v, _ in searched):
+        scores = {float(v.overrides["train.lr"]): float(s.metrics.get(metric, math.nan))
+                  for v, s in searched if v.strategy == m}
+        rows.append([m, *(f"{scores.get(r, math.nan):.3f}{' *' if chosen.get(m) == r else ''}" for r in rates)])
+    return format_table(["method", *(f"lr {r:g}" for r in rates)], rows, markdown=True)
 
 
 def _manifests(data: str) -> list[Path]:
@@ -174,10 +255,14 @@ def _machine() -> str:
             f"{'CUDA ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU'}")
 
 
-def write_report(out: Path, sweep: Sweep, main: list[RunSummary], loso: dict[int, list[RunSummary]]) -> Path:
+def write_report(out: Path, sweep: Sweep, main: list[RunSummary], loso: dict[int, list[RunSummary]],
+                 searched: list[tuple[Variant, RunSummary]] | None = None,
+                 chosen: dict[str, float] | None = None) -> Path:
     e = sweep.experiment
     plots = write_plots(out / "plots", main)
     data = e.data or f"synthetic {e.sites} sites x {e.patients} patients x {e.visits} visits"
+    if sweep.synthetic:
+        data += " (" + ", ".join(f"{k} = {v}" for k, v in sweep.synthetic.items()) + ")"
     lines = [f"# Comparison: {sweep.source.name}", "",
              f"Generated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC on {_machine()}.", "",
              f"Command: `fedtar experiment compare --config {sweep.source}`; {e.rounds} round(s), seed(s) "
@@ -188,9 +273,16 @@ def write_report(out: Path, sweep: Sweep, main: list[RunSummary], loso: dict[int
     summary = honest_summary(main)
     if summary:
         lines += ["Where FedTAR stands, metric by metric:", "", *summary, ""]
+    if searched:
+        lines += [f"## Learning-rate search: validation {e.lr_metric} (seed {e.lr_seed}; * = chosen)", "",
+                  "Ablations use FedTAR's rate.", "", lr_search_table(searched, chosen or {}, e.lr_metric), ""]
     for metric in PLOT_METRICS:
         lines += [f"## {metric} per visit index (mean over seeds)", "", per_visit_table(main, metric, markdown=True),
                   ""]
+    if any(k.startswith("cider-year-") for s in main for k in s.metrics):
+        for metric in PLOT_METRICS:
+            lines += [f"## {metric} per study year of the test exams (mean over seeds)", "",
+                      per_visit_table(main, metric, markdown=True, group="year"), ""]
     if loso:
         for metric in ("cider", "ce_f1"):
             lines += [f"## Cross-site generalization: {metric} on a held-out site (trained on the others)", "",
@@ -199,6 +291,7 @@ def write_report(out: Path, sweep: Sweep, main: list[RunSummary], loso: dict[int
     report = out / "results.md"
     report.write_text("\n".join(lines))
     (out / "summary.json").write_text(json.dumps({
+        "learning_rates": chosen or {},
         "main": [{"setting": s.strategy, "seed": s.seed, "status": s.status, "metrics": s.metrics} for s in main],
         "loso": {str(k): [{"setting": s.strategy, "seed": s.seed, "metrics": s.metrics} for s in v]
                  for k, v in loso.items()},
@@ -245,17 +338,22 @@ def write_plots(folder: Path, main: list[RunSummary]) -> list[Path]:
     axes[0].legend(fontsize=7)
     written.append(_save(fig, folder / "metrics_vs_visit.png"))
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    tar = [s for s in main if s.strategy == "fedtar" and s.history and "alpha" in s.history[0]]
-    if tar:
-        visits = tar[0].history[0].get("visits", list(range(1, len(tar[0].history[0]["alpha"]) + 1)))
+    with_alpha = [n for n in names if any(s.history and "alpha" in s.history[0] for s in main if s.strategy == n)]
+    fig, axes = plt.subplots(1, max(1, len(with_alpha)), figsize=(3.2 * max(1, len(with_alpha)), 3.2),
+                             squeeze=False, sharey=True)
+    for ax, n in zip(axes[0], with_alpha):
+        runs = [s for s in main if s.strategy == n and s.history and "alpha" in s.history[0]]
+        visits = runs[0].history[0].get("visits", list(range(1, len(runs[0].history[0]["alpha"]) + 1)))
         for j, t in enumerate(visits):
-            series = [_mean([s.history[r]["alpha"][j] for s in tar if r < len(s.history)])
-                      for r in range(len(tar[0].history))]
+            series = [_mean([s.history[r]["alpha"][j] for s in runs if r < len(s.history)])
+                      for r in range(len(runs[0].history))]
             ax.plot(range(1, len(series) + 1), series, marker="o", label=f"visit {t}")
-    ax.set(xlabel="round", ylabel="alpha", title="FedTAR's learned alpha per visit")
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.legend(fontsize=7)
+        ax.set(xlabel="round", title=n)
+        ax.title.set_fontsize(8)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    axes[0][0].set_ylabel("alpha")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle("Learned alpha per visit, per setting (mean over seeds)", fontsize=9)
     written.append(_save(fig, folder / "alpha_vs_rounds.png"))
     return written
 

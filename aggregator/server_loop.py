@@ -189,8 +189,9 @@ def _log_received(out: Path, strategy: FederatedStrategy) -> None:
 
 def _evaluate(grid: Grid, strategy: FederatedStrategy, state: dict[str, torch.Tensor], server_round: int,
               timeout: float) -> dict[str, float]:
-    """The sites' test metrics for `state` (example-weighted means; per site on the strategy)."""
-    messages = strategy.configure_evaluate(server_round, ArrayRecord(state), ConfigRecord({"split": "test"}), grid)
+    """The sites' metrics on `federation.eval_split` for `state` (example-weighted means; per site on the strategy)."""
+    split = strategy.cfg.federation.eval_split
+    messages = strategy.configure_evaluate(server_round, ArrayRecord(state), ConfigRecord({"split": split}), grid)
     return dict(strategy.aggregate_evaluate(server_round, grid.send_and_receive(messages, timeout=timeout)) or {})
 
 

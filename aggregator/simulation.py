@@ -103,16 +103,18 @@ def _centralized(cfg: FedTARConfig, base_dir: Path, manifests: list[Path], test_
     # Same budget as a federated run: rounds x local passes over every training exam.
     train_central(model, sites, cfg, cfg.federation.rounds * cfg.client.local_epochs)
     tests = [load_site(m, tokenizer, cfg) for m in test_manifests] if test_manifests != manifests else sites
-    ev = evaluate_model(model, [s.split("test") for s in tests], tokenizer, num_beams=cfg.client.eval_beams,
+    ev = evaluate_model(model, [s.split(cfg.federation.eval_split) for s in tests], tokenizer,
+                        num_beams=cfg.client.eval_beams,
                         with_meteor=cfg.client.eval_meteor)
     return flat_metrics(ev)
 
 
 def run_simulations(out: str | Path, cfg: FedTARConfig, plan: SimulationPlan,
                     synth: SyntheticConfig = SyntheticConfig(), base_dir: str | Path | None = None,
-                    data: str | None = None) -> list[RunSummary]:
+                    data: str | None = None, pool: SyntheticConfig | None = None) -> list[RunSummary]:
     """`data`: prepared manifests (a federation folder or a comma list of manifest files) to use
-    instead of the synthetic federation written under OUT/federation."""
+    instead of the synthetic federation written under OUT/federation. `pool`: the synthetic public
+    pool the base is pretrained on when no base is given (default: fedtar.pretrain's)."""
     out = Path(out)
     if data:
         data_root, manifests = data, find_manifests(data)
@@ -120,7 +122,8 @@ def run_simulations(out: str | Path, cfg: FedTARConfig, plan: SimulationPlan,
         data_root = str(out / "federation")
         manifests = ensure_federation(data_root, synth)
     # A given base is used as it is; otherwise the cached public-pool base (trained if missing).
-    base_dir = Path(base_dir) if base_dir else pretrain_base(out / "base", cfg, epochs=plan.pretrain_epochs)
+    base_dir = Path(base_dir) if base_dir else pretrain_base(out / "base", cfg, epochs=plan.pretrain_epochs,
+                                                             pool=pool)
     sites = list(range(len(manifests)))
     if plan.holdout_site is not None:
         if plan.holdout_site not in sites:
@@ -198,20 +201,22 @@ def comparison_table(summaries: list[RunSummary], markdown: bool = False) -> str
     return format_table(["strategy", "seeds", *REPORT_COLUMNS], rows, markdown=markdown)
 
 
-def per_visit_table(summaries: list[RunSummary], metric: str = "cmp_acc", markdown: bool = False) -> str:
-    """One metric per visit index and strategy (mean over seeds)."""
-    prefix = f"{metric}-visit-"
-    visits = sorted({int(k[len(prefix):]) for s in summaries for k in s.metrics if k.startswith(prefix)})
+def per_visit_table(summaries: list[RunSummary], metric: str = "cmp_acc", markdown: bool = False,
+                    group: str = "visit") -> str:
+    """One metric per visit index (or per study year: group="year") and strategy (mean over seeds)."""
+    prefix = f"{metric}-{group}-"
+    keys = sorted({int(k[len(prefix):]) for s in summaries for k in s.metrics if k.startswith(prefix)})
     rows = []
     for strategy in dict.fromkeys(s.strategy for s in summaries):
         runs = [s for s in summaries if s.strategy == strategy and s.status == "completed"]
         row: list[object] = [strategy]
-        for t in visits:
-            values = [float(r.metrics[f"{metric}-visit-{t}"]) for r in runs if f"{metric}-visit-{t}" in r.metrics]
+        for t in keys:
+            values = [float(r.metrics[f"{prefix}{t}"]) for r in runs if f"{prefix}{t}" in r.metrics]
             values = [v for v in values if not math.isnan(v)]
             row.append(statistics.fmean(values) if values else float("nan"))
         rows.append(row)
-    return format_table(["strategy", *(f"t={t}" for t in visits)], rows, markdown=markdown)
+    label = "t=" if group == "visit" else ""
+    return format_table(["strategy", *(f"{label}{t}" for t in keys)], rows, markdown=markdown)
 
 
 def per_site_table(summaries: list[RunSummary], metrics: tuple[str, ...] = ("bleu4", "cider", "ce_f1", "cmp_acc")

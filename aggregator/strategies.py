@@ -184,14 +184,16 @@ class FederatedStrategy(Strategy):
 
 
 def mean_metrics(per_site: list[dict[str, float]]) -> dict[str, float]:
-    """Weighted by each site's example count; per-visit keys by that visit's count; NaN skipped."""
+    """Weighted by each site's example count; per-visit (per-year) keys by that visit's (year's)
+    count; NaN skipped."""
     keys = sorted({k for m in per_site for k in m})
     out = {}
     for key in keys:
-        if key.startswith("n-visit-") or key in ("num-examples", "cmp_n"):
+        if key.startswith(("n-visit-", "n-year-")) or key in ("num-examples", "cmp_n"):
             out[key] = float(sum(m.get(key, 0.0) for m in per_site))
             continue
-        weight_key = f"n-visit-{key.rsplit('-visit-', 1)[1]}" if "-visit-" in key else "num-examples"
+        group = next((g for g in ("visit", "year") if f"-{g}-" in key), None)
+        weight_key = f"n-{group}-{key.rsplit(f'-{group}-', 1)[1]}" if group else "num-examples"
         if key == "cmp_acc":
             weight_key = "cmp_n"
         pairs = [(m[key], m.get(weight_key, 1.0)) for m in per_site if key in m and not math.isnan(m[key])]

@@ -107,6 +107,7 @@ class FederationConfig:
     drfa_lr: float = 0.01            # DRFA: ascent step of the site weights lambda on the sites' losses
     norm_bound: float = 10.0         # reject updates whose norm exceeds this x the round's median
     eval_every: int = 0              # >0: also evaluate the global every this many rounds (curves)
+    eval_split: str = "test"         # the split evaluations score (validate: learning-rate searches)
 
 
 @dataclass

@@ -27,6 +27,7 @@ class Evaluation:
     generated: list[str] = field(repr=False)
     references: list[str] = field(repr=False)
     visits: list[int] = field(repr=False)
+    by_year: dict[int, dict[str, float]] = field(default_factory=dict)  # by the exams' study year (eras)
 
 
 def generate_for(model: ReportGenerator, parts: list[ExamTensors],
@@ -50,18 +51,21 @@ def evaluate_model(model: ReportGenerator, parts: list[ExamTensors], tokenizer: 
     overall["demo_acc"] = demographic_accuracy(gen, ref)
     by_visit = evaluate_by_visit(gen, ref, visits, labeler=labeler)
     overall["prior_halluc"] = by_visit.get(1, {}).get("prior_halluc", float("nan"))
-    return Evaluation(overall, by_visit, gen, ref, visits)
+    years = [p.records[i].study_date.year for p in parts for i in p.rows().tolist()]
+    by_year = evaluate_by_visit(gen, ref, years, labeler=labeler)  # the same grouping, by calendar year
+    return Evaluation(overall, by_visit, gen, ref, visits, by_year)
 
 
 def flat_metrics(ev: Evaluation) -> dict[str, float]:
-    """One flat dict as results files hold it: the table's columns, then per-visit keys
-    (`cider-visit-2`, `n-visit-2`) for the per-visit tables and plots."""
+    """One flat dict as results files hold it: the table's columns, then per-visit and per-year
+    keys (`cider-visit-2`, `n-visit-2`, `cider-year-2016`) for the per-visit and per-era tables."""
     out = {c: float(ev.overall.get(c, float("nan"))) for c in REPORT_COLUMNS}
     out["cmp_n"] = float(ev.overall.get("cmp_n", 0))
-    for t, m in ev.by_visit.items():
-        for c in ("bleu4", "cider", "ce_f1", "cmp_acc"):
-            out[f"{c}-visit-{t}"] = float(m.get(c, float("nan")))
-        out[f"n-visit-{t}"] = float(m["n"])
+    for group, table in (("visit", ev.by_visit), ("year", ev.by_year)):
+        for t, m in table.items():
+            for c in ("bleu4", "cider", "ce_f1", "cmp_acc"):
+                out[f"{c}-{group}-{t}"] = float(m.get(c, float("nan")))
+            out[f"n-{group}-{t}"] = float(m["n"])
     return out
 
 

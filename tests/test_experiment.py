@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from PIL import Image
 
 from conftest import TINY_FED, toml_lines
@@ -43,3 +44,44 @@ def test_compare_writes_tables_plots_and_resumes(tiny_base, tmp_path, capsys):
     stamps = [p.stat().st_mtime_ns for p in results]
     assert main(["experiment", "compare", "--config", str(sweep), "--no-progress"]) == 0
     assert [p.stat().st_mtime_ns for p in results] == stamps
+
+
+@pytest.mark.slow
+def test_the_fta_sweep_file_parses_and_runs_at_a_tiny_size(tiny_base, tmp_path):
+    """experiments/fta.toml as committed, shrunk (sites, patients, seeds, rounds, settings):
+    the learning-rate search picks a rate per method from validation, the main runs use it, the
+    FTA federation is written and the per-year tables appear."""
+    import dataclasses
+    from pathlib import Path
+
+    from aggregator.experiment import load_sweep, run_sweep
+
+    sweep = load_sweep(Path(__file__).resolve().parents[1] / "experiments" / "fta.toml")
+    assert sweep.synthetic["split"] == "prospective" and sweep.experiment.rounds >= 10
+    assert len(sweep.experiment.lr_grid) >= 2 and {"drfa", "fedavg"} <= set(sweep.experiment.methods)
+    assert sweep.pretraining_pool().drift_events  # the base's pool is drawn under the same conditions
+    tiny = dataclasses.replace(sweep.experiment, seeds=[0], rounds=1, lr_rounds=1, sites=2, patients=8, visits=3,
+                               methods=["fedtar", "drfa"], lr_grid=sweep.experiment.lr_grid[:2],
+                               loso_methods=[], base=str(tiny_base))
+    small = dataclasses.replace(sweep, experiment=tiny, ablations=sweep.ablations[-1:],
+                                config={**sweep.config, **{k: v for k, v in TINY_FED.items()
+                                                           if k != "federation.min_sites"}},
+                                synthetic={**sweep.synthetic, "image_size": 32})
+    out = run_sweep(small, tmp_path / "fta", progress=False)
+    summary = json.loads((out / "summary.json").read_text())
+    chosen = summary["learning_rates"]
+    assert set(chosen) == {"fedtar", "drfa"} and set(chosen.values()) <= set(tiny.lr_grid)
+    for setting in ("fedtar", "drfa", "fedtar-all-fta-options"):
+        folder = out / "runs" / "all" / setting / "seed-0"
+        assert json.loads((folder / "results.json").read_text())["status"] == "completed"
+        used = json.loads((folder / "run.json").read_text())["config"]
+        assert used["train.lr"] == chosen["drfa" if setting == "drfa" else "fedtar"]
+    for lr in tiny.lr_grid:  # the search scored the validation split
+        folder = out / "runs" / "all" / f"drfa-lr{lr:g}" / "seed-0"
+        assert json.loads((folder / "results.json").read_text())["metrics"]["num-examples"] > 0
+        used = json.loads((folder / "run.json").read_text())["config"]
+        assert used["federation.eval_split"] == "validate" and used["train.lr"] == lr
+    meta = json.loads((out / "federation" / "federation.json").read_text())
+    assert meta["config"]["split"] == "prospective" and "prospective_cut" in meta["sites"]["site1"]
+    report = (out / "results.md").read_text()
+    assert "Learning-rate search" in report and "per study year" in report and "| fedtar-all-fta-options " in report
