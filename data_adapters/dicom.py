@@ -39,6 +39,7 @@ from .dicom_io import DicomReadError, check_burned_in, read_ct_series, read_head
 from .mimic_cxr import FRONTAL
 from .prepared import MANIFEST_FILE, PreparedData, read_table, save_png, stable_unit, write_prepared
 from .records import ExamRecord, SkippedRow
+from .study_jobs import JobResult, run_jobs, write_atomic
 from .report_sections import extract_sections
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class DicomOptions:
     date_shift_days: int = 0
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)  # train, validate, test by patient
     allow_burned_in: bool = False   # keep images that may carry burned-in text (the site reviewed them)
+    workers: int = 0                # processes decoding images; 0: the machine's cores
 
 
 @dataclass
@@ -154,7 +156,9 @@ def _text_reports(reports_csv: Path | None) -> tuple[dict[str, Path], dict[str, 
 
 
 def prepare_dicom(root: str | Path, out: str | Path, pseudonymizer: Pseudonymizer,
-                  opts: DicomOptions = DicomOptions(), reports_csv: str | Path | None = None) -> PreparedData:
+                  opts: DicomOptions = DicomOptions(), reports_csv: str | Path | None = None,
+                  progress: bool = False) -> PreparedData:
+    """One de-identified site manifest; images decoded by a process pool, resumable (data_adapters.study_jobs)."""
     root, out = Path(root), Path(out).resolve()
     ensure_outside(root, out)
     reports_csv = Path(reports_csv) if reports_csv else None
@@ -167,6 +171,7 @@ def prepare_dicom(root: str | Path, out: str | Path, pseudonymizer: Pseudonymize
     by_uid, by_accession = _text_reports(reports_csv)
     site_dir = out / opts.site_id
     records: list[ExamRecord] = []
+    jobs: list[_DicomJob] = []
     wanted = {"xray": set(PROJECTION_MODALITIES), "ct": {"CT"}}.get(opts.modality)
     if wanted is None:
         raise ValueError(f"modality must be xray or ct, got {opts.modality!r}")
@@ -199,20 +204,53 @@ def prepare_dicom(root: str | Path, out: str | Path, pseudonymizer: Pseudonymize
         if not findings and not impression:
             skip(where, 0, "report without findings or impression")
             continue
-        images, view = _write_images(st, site_dir / "images" / pseudo, pseudo_study, opts, root, skip)
-        if not images:
-            continue
         u = stable_unit(pseudo, "split")
         split = "train" if u < opts.split[0] else "validate" if u < opts.split[0] + opts.split[1] else "test"
         records.append(ExamRecord(
             site_id=opts.site_id, patient_id=pseudo, visit_index=0,
             study_date=pseudonymizer.shift(st.patient_id, study_date), days_since_prior=0, age=round(age, 2),
-            sex=st.sex if st.sex in "MFO" else "U", image_paths=images, findings=findings, impression=impression,
-            split=split, extras={"modality": st.modality, "view": view},
+            sex=st.sex if st.sex in "MFO" else "U", image_paths=[], findings=findings, impression=impression,
+            split=split, extras={"modality": st.modality, "view": ""},
         ))
+        jobs.append(_DicomJob(pseudo_study, st, str(out), f"{opts.site_id}/images/{pseudo}", opts, str(root)))
+    fingerprint = {"adapter": "dicom", "root": str(root.resolve()), "site_id": opts.site_id,
+                   "modality": opts.modality, "views": opts.views, "per_study": opts.per_study,
+                   "image_size": opts.image_size, "allow_burned_in": opts.allow_burned_in,
+                   "pseudonyms": pseudonymizer.study("\x00journal")}
+    results = run_jobs(out, jobs, _write_study, fingerprint, opts.workers, progress,
+                       images_per_job=lambda j: len(j.study.projections) if opts.per_study == "all" else 1)
+    kept = []
+    for record, result in zip(records, results):
+        skipped.extend(SkippedRow(Path(source), line, reason) for source, line, reason in result.skips)
+        if result.images:
+            record.image_paths = [out / rel for rel in result.images]
+            record.extras["view"] = result.views[0]
+            kept.append(record)
+    records = kept
     prepared = write_prepared(out, {opts.site_id: records}, skipped)
     prepared.manifests = [site_dir / MANIFEST_FILE] if records else []
     return prepared
+
+
+@dataclass
+class _DicomJob:
+    key: str            # the study's pseudonym
+    study: _Study
+    out: str
+    folder: str         # relative to out
+    opts: DicomOptions
+    root: str
+
+
+def _write_study(job: _DicomJob) -> JobResult:
+    """One study's images or CT volume (in a worker process)."""
+    result = JobResult(job.key)
+    skip = lambda path, line, reason: result.skips.append((str(path), line, reason))  # noqa: E731
+    out = Path(job.out)
+    images, view = _write_images(job.study, out / job.folder, job.key, job.opts, Path(job.root), skip)
+    result.images = [p.relative_to(out).as_posix() for p in images]
+    result.views = [view] * len(images)
+    return result
 
 
 def _write_images(st: _Study, folder: Path, pseudo_study: str, opts: DicomOptions, root: Path, skip
@@ -222,7 +260,8 @@ def _write_images(st: _Study, folder: Path, pseudo_study: str, opts: DicomOption
     if st.modality == "CT":
         uid, files = max(st.series.items(), key=lambda kv: len(kv[1]))
         try:
-            return [write_nifti(read_ct_series(files), folder / f"{pseudo_study}.nii.gz")], ""
+            volume = read_ct_series(files)
+            return [write_atomic(folder / f"{pseudo_study}.nii.gz", lambda tmp: write_nifti(volume, tmp))], ""
         except DicomReadError as e:
             skip(where, 0, f"CT series unreadable: {str(e).replace(str(root), '')}")
             return [], ""
@@ -239,7 +278,8 @@ def _write_images(st: _Study, folder: Path, pseudo_study: str, opts: DicomOption
         except DicomReadError as e:
             skip(path.relative_to(root), 0, str(e).split(": ", 1)[-1])
             continue
-        images.append(save_png(pixels, folder / f"{pseudo_study}-{len(images) + 1}.png", opts.image_size))
+        images.append(write_atomic(folder / f"{pseudo_study}-{len(images) + 1}.png",
+                                   lambda tmp: save_png(pixels, tmp, opts.image_size)))
         views.append(view)
         if opts.per_study == "one":
             break
