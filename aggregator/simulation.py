@@ -29,7 +29,7 @@ from clients.client_app import app as client_app
 from clients.site_runtime import evaluate_site, site_runtime
 from data_adapters.records import find_manifests
 from data_adapters.synthetic import SyntheticConfig, ensure_federation
-from fedtar.config import FedTARConfig, apply_overrides
+from fedtar.config import FedTARConfig, apply_overrides, validate_config
 from fedtar.demo import train_central
 from fedtar.evaluation import REPORT_COLUMNS, evaluate_model, flat_metrics
 from fedtar.model import adapt_model, load_model
@@ -121,20 +121,26 @@ def run_simulations(out: str | Path, cfg: FedTARConfig, plan: SimulationPlan,
     else:
         data_root = str(out / "federation")
         manifests = ensure_federation(data_root, synth)
-    # A given base is used as it is; otherwise the cached public-pool base (trained if missing).
-    base_dir = Path(base_dir) if base_dir else pretrain_base(out / "base", cfg, epochs=plan.pretrain_epochs,
-                                                             pool=pool)
+    validate_config(cfg, num_sites=len(manifests))  # before the base is trained
     sites = list(range(len(manifests)))
+    min_sites = cfg.federation.min_sites
     if plan.holdout_site is not None:
         if plan.holdout_site not in sites:
             raise ValueError(f"--holdout-site {plan.holdout_site}: the federation has sites 0..{len(sites) - 1}")
         sites.remove(plan.holdout_site)
+        if min_sites > len(sites):  # leaving one site out may leave fewer than min_sites: said, not silent
+            log.warning("federation.min_sites=%d lowered to %d for the runs holding out site %d",
+                        min_sites, len(sites), plan.holdout_site)
+            min_sites = len(sites)
+    # A given base is used as it is; otherwise the cached public-pool base (trained if missing).
+    base_dir = Path(base_dir) if base_dir else pretrain_base(out / "base", cfg, epochs=plan.pretrain_epochs,
+                                                             pool=pool)
     summaries = []
     runs = [(v, seed) for v in plan.all_variants() for seed in plan.seeds]
     for i, (variant, seed) in enumerate(runs, start=1):
         strategy = variant.strategy
         run_cfg = apply_overrides(cfg, {**variant.overrides, "train.seed": seed, "federation.strategy": strategy,
-                                        "federation.min_sites": min(cfg.federation.min_sites, len(sites))})
+                                        "federation.min_sites": min_sites})
         run_dir = out / "runs" / (f"holdout-{plan.holdout_site}" if plan.holdout_site is not None else "all") \
             / variant.name / f"seed-{seed}"
         if plan.skip_done and (done := _finished(run_dir)) is not None:

@@ -13,6 +13,33 @@ from pathlib import Path
 PRETRAIN_EPOCHS_HELP = "pretraining epochs of the base (default: fedtar.pretrain.DEFAULT_PRETRAIN_EPOCHS)"
 
 
+def _int_at_least(low: int):
+    """An argparse type: an integer >= low, else argparse's usage error naming the option and the value."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} is not allowed (want an integer >= {low})")
+        return value
+    parse.__name__ = "integer"
+    return parse
+
+
+POSITIVE, NONNEGATIVE = _int_at_least(1), _int_at_least(0)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} is not allowed (want a number > 0)")
+    return value
+
+
 def _synth(args: argparse.Namespace) -> int:
     from data_adapters.summary import summary_text
     from data_adapters.synthetic import SyntheticConfig, generate_federation
@@ -90,7 +117,7 @@ def _simulate(args: argparse.Namespace) -> int:
     from data_adapters.synthetic import SyntheticConfig
     from fedtar.config import apply_overrides
 
-    overrides = {"federation.rounds": args.rounds} if args.rounds else {}
+    overrides = {"federation.rounds": args.rounds} if args.rounds is not None else {}
     cfg = apply_overrides(_config(args, synthetic=True), overrides)
     plan = SimulationPlan(strategies=args.strategies.split(","), seeds=[int(s) for s in args.seeds.split(",")],
                           holdout_site=args.holdout_site, engine=args.engine, pretrain_epochs=args.pretrain_epochs,
@@ -256,9 +283,9 @@ def _experiment(args: argparse.Namespace) -> int:
 
 def _add_federation_size_args(p: argparse.ArgumentParser) -> None:
     """Size of the synthetic federation written under OUT (when OUT has none yet)."""
-    p.add_argument("--sites", type=int, default=4)
-    p.add_argument("--patients", type=int, default=40, help="patients per site")
-    p.add_argument("--visits", type=int, default=5, help="exams per patient")
+    p.add_argument("--sites", type=POSITIVE, default=4)
+    p.add_argument("--patients", type=POSITIVE, default=40, help="patients per site")
+    p.add_argument("--visits", type=POSITIVE, default=5, help="exams per patient")
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -273,13 +300,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("synth", help="write the synthetic longitudinal federation and print its summary")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--sites", type=int, default=4)
-    p.add_argument("--patients", type=int, default=40, help="patients per site")
-    p.add_argument("--visits", type=int, default=5, help="exams per patient")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--image-size", type=int, default=128)
+    p.add_argument("--sites", type=POSITIVE, default=4)
+    p.add_argument("--patients", type=POSITIVE, default=40, help="patients per site")
+    p.add_argument("--visits", type=POSITIVE, default=5, help="exams per patient")
+    p.add_argument("--seed", type=NONNEGATIVE, default=0)
+    p.add_argument("--image-size", type=_int_at_least(8), default=128)
     fta = p.add_argument_group("FTA conditions (all off by default; README, 'The synthetic federation')")
-    fta.add_argument("--timeline-spread", type=int, default=0, metavar="YEARS",
+    fta.add_argument("--timeline-spread", type=NONNEGATIVE, default=0, metavar="YEARS",
                      help="site cohorts start spread over this many years, each with its own follow-up density")
     fta.add_argument("--drift-events", action="store_true",
                      help="each site changes scanner and reporting template at its own year")
@@ -292,10 +319,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("synth-mimic", help="write a MIMIC-CXR-JPG rehearsal archive (layout, tables, report "
                        "text) of any size, for prepare -> simulate without MIMIC")
     p.add_argument("--out", required=True, help="output folder (mimic-cxr-jpg/ and mimiciv/ are written in it)")
-    p.add_argument("--studies", type=int, default=200, help="number of studies (MIMIC-CXR has 227,835)")
-    p.add_argument("--image-size", type=int, default=512, help="JPG height in pixels")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=0, help="processes (default 0: the machine's cores)")
+    p.add_argument("--studies", type=POSITIVE, default=200, help="number of studies (MIMIC-CXR has 227,835)")
+    p.add_argument("--image-size", type=_int_at_least(8), default=512, help="JPG height in pixels")
+    p.add_argument("--seed", type=NONNEGATIVE, default=0)
+    p.add_argument("--workers", type=NONNEGATIVE, default=0, help="processes (default 0: the machine's cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_synth_mimic)
 
@@ -304,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/base", help="folder for the base (reused when it matches)")
     p.add_argument("--data", help="a prepared federation folder as the public pool (its train split trains "
                    "the base and the tokenizer), e.g. MIMIC-CXR's official train split")
-    p.add_argument("--epochs", type=int, help=PRETRAIN_EPOCHS_HELP)
+    p.add_argument("--epochs", type=POSITIVE, help=PRETRAIN_EPOCHS_HELP)
     _add_config_args(p)
     p.set_defaults(func=_pretrain)
 
@@ -315,8 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="central patient-adaptive training on the synthetic federation, with metrics")
     p.add_argument("--out", default="runs/demo", help="working folder (federation, base, outputs)")
     p.add_argument("--base", help="pretrained base folder (default: OUT/base, created if needed)")
-    p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--pretrain-epochs", type=int, help=PRETRAIN_EPOCHS_HELP)
+    p.add_argument("--epochs", type=POSITIVE, default=8)
+    p.add_argument("--pretrain-epochs", type=POSITIVE, help=PRETRAIN_EPOCHS_HELP)
     _add_federation_size_args(p)
     _add_config_args(p)
     p.set_defaults(func=_demo)
@@ -327,14 +354,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategies", default="fedtar,fedavg",
                    help="comma list of fedtar, fedavg, fedprox, fedadam, fedyogi, scaffold, local, centralized")
     p.add_argument("--seeds", default="0", help="comma list of training seeds")
-    p.add_argument("--rounds", type=int, help="federation rounds (default: federation.rounds)")
+    p.add_argument("--rounds", type=POSITIVE, help="federation rounds (default: federation.rounds)")
     _add_federation_size_args(p)
-    p.add_argument("--holdout-site", type=int, help="train on the other sites, evaluate on this one (0-based)")
+    p.add_argument("--holdout-site", type=NONNEGATIVE, help="train on the other sites, evaluate on this one (0-based)")
     p.add_argument("--data", help="prepared manifests instead of the synthetic federation: a folder written by "
                    "`fedtar prepare` (or with */manifest.csv) or a comma list of manifest files")
     p.add_argument("--engine", choices=("ray", "inprocess"), default="ray")
     p.add_argument("--resume", action="store_true", help="continue each run from its last round checkpoint")
-    p.add_argument("--pretrain-epochs", type=int, help=PRETRAIN_EPOCHS_HELP)
+    p.add_argument("--pretrain-epochs", type=POSITIVE, help=PRETRAIN_EPOCHS_HELP)
     _add_config_args(p)
     p.set_defaults(func=_simulate)
 
@@ -344,10 +371,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--root", required=True, help="folder with files/ and the mimic-cxr-2.0.0-*.csv(.gz) tables")
     m.add_argument("--patients", required=True, help="MIMIC-IV hosp/patients.csv(.gz)")
     m.add_argument("--reports", help="folder whose files/pXX/pSUBJECT/sSTUDY.txt are the reports (default: ROOT)")
-    m.add_argument("--sites", type=int, default=4)
+    m.add_argument("--sites", type=POSITIVE, default=4)
     m.add_argument("--partition", choices=("iid", "demographic", "year"), default="iid")
-    m.add_argument("--alpha", type=float, default=0.5, help="Dirichlet concentration of --partition demographic")
-    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--alpha", type=_positive_float, default=0.5, help="Dirichlet concentration of --partition demographic")
+    m.add_argument("--seed", type=NONNEGATIVE, default=0)
     d = kinds.add_parser("dicom", help="a hospital DICOM export (any layout) with SR or text reports")
     d.add_argument("--root", required=True, help="the exported DICOM folder (read only)")
     d.add_argument("--reports-csv", help="CSV: report_path and study_instance_uid or accession_number")
@@ -360,12 +387,12 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--out", required=True, help="output folder (refused inside the source archive)")
         q.add_argument("--secret", default="~/.fedtar/site-secret",
                        help="site secret for keyed pseudonyms (created, owner-only, if missing; keep it)")
-        q.add_argument("--date-shift-days", type=int, default=0, help="shift each patient's dates by a keyed "
+        q.add_argument("--date-shift-days", type=NONNEGATIVE, default=0, help="shift each patient's dates by a keyed "
                        "offset in [-N, N] days (intervals are kept)")
         q.add_argument("--views", choices=("frontal", "all"), default="frontal")
         q.add_argument("--per-study", choices=("one", "all"), default="one", help="images kept per study")
-        q.add_argument("--image-size", type=int, default=512, help="longer side of written PNGs (0: keep)")
-        q.add_argument("--workers", type=int, default=0, help="processes decoding images (default 0: the "
+        q.add_argument("--image-size", type=NONNEGATIVE, default=512, help="longer side of written PNGs (0: keep)")
+        q.add_argument("--workers", type=NONNEGATIVE, default=0, help="processes decoding images (default 0: the "
                        "machine's cores); an interrupted prepare rerun with the same arguments continues")
         q.add_argument("--no-progress", action="store_true", help="no progress bar")
     m.set_defaults(func=_prepare_mimic)
@@ -385,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", action="append", required=True,
                    help="DNS name or IP address the sites use for the SuperLink (repeatable; SANs)")
     p.add_argument("--site", action="append", default=[], help="a site name to make a node key for (repeatable)")
-    p.add_argument("--days", type=int, default=365, help="validity of the certificates")
+    p.add_argument("--days", type=POSITIVE, default=365, help="validity of the certificates")
     p.set_defaults(func=_certs)
 
     p = sub.add_parser("server", help="start the SuperLink (TLS + node authentication) and register site keys")
@@ -406,7 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="a saved model folder or a finished run's folder")
     p.add_argument("--data", required=True, help="federation folder or comma list of manifests")
     p.add_argument("--split", default="test", choices=("train", "validate", "test"))
-    p.add_argument("--beams", type=int, default=1, help="beam width (1: greedy)")
+    p.add_argument("--beams", type=POSITIVE, default=1, help="beam width (1: greedy)")
     p.add_argument("--no-meteor", action="store_true", help="skip METEOR (it needs Java)")
     p.add_argument("--chexbert-weights", help="a local chexbert.pth: label with CheXbert (needs the optional "
                    "f1chexbert package; never downloaded) instead of the rule-based labeler")

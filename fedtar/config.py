@@ -143,6 +143,115 @@ SYNTHETIC_PRESET: dict[str, Any] = {
 }
 
 
+@dataclass(frozen=True)
+class Rule:
+    """What one config key allows: a range (numbers) or a set of choices (strings, or each item of a tuple)."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False           # low itself not allowed (lr > 0)
+    high_open: bool = False
+    choices: tuple[str, ...] = ()
+    prefix_ok: tuple[str, ...] = ()  # values starting with one of these pass too ("cuda:1")
+
+    def allowed(self, kind: str = "a number") -> str:
+        if self.choices:
+            return "one of " + ", ".join(self.choices) + (f" (or {', '.join(p + '...' for p in self.prefix_ok)})"
+                                                         if self.prefix_ok else "")
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'>' if self.low_open else '>='} {self.low:g}")
+        if self.high is not None:
+            parts.append(f"{'<' if self.high_open else '<='} {self.high:g}")
+        return f"{kind} " + " and ".join(parts)
+
+    def ok(self, value: Any) -> bool:
+        if isinstance(value, tuple):
+            return all(self.ok(v) for v in value)
+        if self.choices:
+            return str(value) in self.choices or str(value).startswith(self.prefix_ok or ("\x00",))
+        try:
+            x = float(value)
+        except (TypeError, ValueError):
+            return False
+        if x != x:  # NaN passes no range
+            return False
+        if self.low is not None and (x < self.low or (self.low_open and x == self.low)):
+            return False
+        return not (self.high is not None and (x > self.high or (self.high_open and x == self.high)))
+
+
+def _at_least(n: float) -> Rule:
+    return Rule(low=n)
+
+
+_POSITIVE, _FRACTION = Rule(low=0, low_open=True), Rule(low=0, high=1)
+# Every constrained key, next to the dataclasses above (and the sections other modules define:
+# lora, policy, privacy). Choices mirror the code that reads them; tests/test_config_validation.py
+# checks they agree (model.PRIOR_CHOICES, strategies.STRATEGIES, ct.HU_WINDOWS, ...).
+RULES: dict[str, Rule] = {
+    "data.image_size": _at_least(1), "data.section": Rule(choices=("findings", "impression", "both")),
+    "data.max_tokens": _at_least(2), "data.min_word_frequency": _at_least(1), "data.max_unknown_rate": _FRACTION,
+    "data.batch_size": _at_least(1), "data.volume_depth": _at_least(0),
+    "data.hu_windows": Rule(choices=("lung", "mediastinal", "bone", "brain")), "data.voxel_spacing": _POSITIVE,
+    "model.hidden_size": _at_least(1), "model.layers": _at_least(1), "model.heads": _at_least(1),
+    "model.patch_size": _at_least(1), "model.image_channels": _at_least(1),
+    "model.prior": Rule(choices=("none", "image", "report", "both")),
+    "lora.rank": _at_least(1), "lora.alpha": _POSITIVE, "lora.hyper_dim": _at_least(1),
+    "lora.dropout": Rule(low=0, high=1, high_open=True),
+    "demographics.gmm_components": _at_least(1),
+    "train.lr": _POSITIVE, "train.weight_decay": _at_least(0), "train.epochs": _at_least(1),
+    "train.max_steps": _at_least(0), "train.base": Rule(choices=("frozen", "trainable")),
+    "train.grad_clip": _at_least(0), "train.seed": _at_least(0),
+    "train.device": Rule(choices=("auto", "cpu", "cuda", "mps"), prefix_ok=("cuda:",)),
+    "client.visit_start": Rule(choices=("global", "chained")), "client.local_epochs": _at_least(1),
+    "client.eval_beams": _at_least(1),
+    "policy.kind": Rule(choices=("learned", "uniform")), "policy.embed_dim": _at_least(1),
+    "policy.hidden": _at_least(1), "policy.features": Rule(choices=("gap", "recency")),
+    "policy.max_visits": _at_least(1), "policy.meta_lr": _at_least(0), "policy.meta_steps": _at_least(1),
+    "meta.validation": Rule(choices=("server", "federated")),
+    "meta.recent_fraction": Rule(low=0, high=1, low_open=True),
+    "federation.strategy": Rule(choices=("fedtar", "fedavg", "fedprox", "fedadam", "fedyogi", "scaffold", "drfa",
+                                         "local")),
+    "federation.rounds": _at_least(1), "federation.min_sites": _at_least(1), "federation.round_timeout": _POSITIVE,
+    "federation.round_retries": _at_least(0), "federation.node_wait": _at_least(0),
+    "federation.prox_mu": _at_least(0), "federation.server_lr": _POSITIVE,
+    "federation.beta1": Rule(low=0, high=1, high_open=True), "federation.beta2": Rule(low=0, high=1, high_open=True),
+    "federation.tau": _POSITIVE, "federation.drfa_lr": _at_least(0), "federation.norm_bound": _at_least(0),
+    "federation.eval_every": _at_least(0), "federation.eval_split": Rule(choices=("train", "validate", "test")),
+    "privacy.clip": _at_least(0), "privacy.noise_multiplier": _at_least(0),
+    "privacy.delta": Rule(low=0, high=1, low_open=True, high_open=True),
+}
+
+
+def config_problems(cfg: FedTARConfig, num_sites: int | None = None) -> list[str]:
+    """Every value outside its rule, then the rules between keys; each names the key, the value and
+    what is allowed. `num_sites`: the federation's size where the caller knows it."""
+    flat, defaults = cfg.to_flat(), FedTARConfig().to_flat()
+    problems = [f"config key {key}: {flat[key]!r} is not allowed "
+                f"(want {rule.allowed('an integer' if type(defaults[key]) is int else 'a number')})"
+                for key, rule in RULES.items()
+                if not rule.ok(tuple(flat[key]) if isinstance(flat[key], list) else flat[key])]
+    if cfg.model.hidden_size % max(cfg.model.heads, 1):
+        problems.append(f"config keys model.hidden_size={cfg.model.hidden_size} and model.heads={cfg.model.heads}: "
+                        "the hidden size must be a multiple of the number of heads")
+    if cfg.privacy.noise_multiplier > 0 and cfg.privacy.clip <= 0:
+        problems.append(f"config key privacy.noise_multiplier={cfg.privacy.noise_multiplier:g} needs "
+                        "privacy.clip > 0 (noise is scaled by the clip bound; 0 turns DP off)")
+    if num_sites is not None and cfg.federation.min_sites > num_sites:
+        problems.append(f"config key federation.min_sites={cfg.federation.min_sites} but the federation has "
+                        f"{num_sites} site(s) (want federation.min_sites <= {num_sites})")
+    return problems
+
+
+def validate_config(cfg: FedTARConfig, num_sites: int | None = None) -> FedTARConfig:
+    """Raise one ValueError listing every problem (before any work starts); returns cfg."""
+    problems = config_problems(cfg, num_sites)
+    if problems:
+        raise ValueError("; ".join(problems))
+    return cfg
+
+
 def _coerce(value: Any, annotation: Any, key: str) -> Any:
     origin = typing.get_origin(annotation)
     if origin is tuple:
@@ -165,8 +274,9 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     return value
 
 
-def apply_overrides(cfg: FedTARConfig, flat: Mapping[str, Any]) -> FedTARConfig:
-    """Set dotted keys on a copy of cfg; unknown keys are an error, not a silent no-op."""
+def apply_overrides(cfg: FedTARConfig, flat: Mapping[str, Any], validate: bool = True) -> FedTARConfig:
+    """Set dotted keys on a copy of cfg; unknown keys are an error, not a silent no-op, and the
+    result is validated (validate_config) unless the caller validates once at the end."""
     cfg = dataclasses.replace(cfg, **{f.name: dataclasses.replace(getattr(cfg, f.name))
                                       for f in dataclasses.fields(cfg)})
     for key, value in flat.items():
@@ -178,7 +288,7 @@ def apply_overrides(cfg: FedTARConfig, flat: Mapping[str, Any]) -> FedTARConfig:
         if name not in hints:
             raise ValueError(f"unknown config key {key!r}")
         setattr(section, name, _coerce(value, hints[name], key))
-    return cfg
+    return validate_config(cfg) if validate else cfg
 
 
 def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -195,7 +305,7 @@ def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None,
                 preset: Mapping[str, Any] | None = None) -> FedTARConfig:
     """Defaults, then a preset (if any), then the TOML file (if any), then the overrides."""
-    cfg = apply_overrides(FedTARConfig(), preset or {})
+    cfg = apply_overrides(FedTARConfig(), preset or {}, validate=False)
     if path is not None:
         path = Path(path)
         try:
@@ -203,7 +313,7 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
         except (OSError, tomllib.TOMLDecodeError) as e:
             raise ValueError(f"{path}: cannot read config: {e}") from e
         try:
-            cfg = apply_overrides(cfg, _flatten(tree))
+            cfg = validate_config(apply_overrides(cfg, _flatten(tree), validate=False))
         except ValueError as e:
             raise ValueError(f"{path}: {e}") from e
     return apply_overrides(cfg, overrides or {})
