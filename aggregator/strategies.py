@@ -96,7 +96,7 @@ class FederatedStrategy(Strategy):
 
     def parse(self, content: RecordDict) -> dict[str, State]:
         """The states a reply carries, by record name (overridden per strategy)."""
-        return {"arrays": state_from_record(content["arrays"])}
+        return {"arrays": state_from_record(content["arrays"], self.cfg.federation.transport_dtype)}
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]
                         ) -> tuple[ArrayRecord | None, MetricRecord | None]:
@@ -289,7 +289,8 @@ class Scaffold(FedAvg):
         return {"scaffold-c": ArrayRecord(self.c)}
 
     def parse(self, content):
-        return {name: state_from_record(content[name]) for name in ("arrays", "scaffold-dc")}
+        return {name: state_from_record(content[name], self.cfg.federation.transport_dtype)
+                for name in ("arrays", "scaffold-dc")}
 
     def aggregate(self, server_round, accepted):
         new = super().aggregate(server_round, accepted)
@@ -363,7 +364,8 @@ class FedTAR(FederatedStrategy):
     control_records = ("val-grad",)
 
     def parse(self, content):
-        return {name: state_from_record(rec) for name, rec in content.array_records.items()
+        return {name: state_from_record(rec, self.cfg.federation.transport_dtype)
+                for name, rec in content.array_records.items()
                 if name.startswith("visit-") or name == "val-grad"}
 
     def aggregate(self, server_round, accepted):

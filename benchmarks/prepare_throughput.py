@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import tempfile
@@ -72,6 +73,7 @@ def main() -> None:
         "studies": archive.studies, "archive_images": archive.images, "image_size": args.image_size,
         "out_size": args.out_size, "cores": available_cores(), "machine": platform.platform(),
         "python": platform.python_version(), "runs": runs, "manifests_identical": identical,
+        "load_average_1_5_15_min_after": [round(x, 2) for x in os.getloadavg()],  # a shared machine shows here
         "date": time.strftime("%Y-%m-%d"),
     }, indent=2) + "\n")
     print(f"wrote {RESULTS}")

@@ -38,7 +38,7 @@ from clients.site_runtime import (
 )
 from fedtar.audit import append_entry
 from fedtar.base_hash import base_sha256
-from fedtar.parameters import state_from_record, travelling_specs
+from fedtar.parameters import encode_state, state_from_record, travelling_specs
 from fedtar.privacy import clip_upload
 
 log = logging.getLogger(__name__)
@@ -157,6 +157,9 @@ def _log_clip(norm: float, clip: float) -> None:
 
 def _reply(msg: Message, content: RecordDict, context: Context) -> Message:
     """Every reply is written to the site's audit log (node config "audit-log") before it leaves."""
+    transport = str(msg.content["config"].get("federation.transport_dtype", "float32"))
+    for name, record in list(content.array_records.items()) if transport != "float32" else ():
+        content[name] = ArrayRecord(encode_state(state_from_record(record), transport))
     audit_log = dict(context.node_config).get("audit-log")
     if audit_log:
         append_entry(str(audit_log), content, run_id=context.run_id, node_id=context.node_id,

@@ -20,7 +20,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from fedtar.adapters import PatientLoRAConfig
+from fedtar.adapters import HYPERNETWORKS, PatientLoRAConfig
+from fedtar.parameters import TRANSPORT_DTYPES
 from fedtar.privacy import PrivacyConfig
 from fedtar.temporal_policy import PolicyConfig
 
@@ -108,6 +109,7 @@ class FederationConfig:
     norm_bound: float = 10.0         # reject updates whose norm exceeds this x the round's median
     eval_every: int = 0              # >0: also evaluate the global every this many rounds (curves)
     eval_split: str = "test"         # the split evaluations score (validate: learning-rate searches)
+    transport_dtype: str = "float32"  # float32 | bfloat16: how sites upload states (the server aggregates in float32)
 
 
 @dataclass
@@ -198,7 +200,8 @@ RULES: dict[str, Rule] = {
     "model.patch_size": _at_least(1), "model.image_channels": _at_least(1),
     "model.prior": Rule(choices=("none", "image", "report", "both")),
     "lora.rank": _at_least(1), "lora.alpha": _POSITIVE, "lora.hyper_dim": _at_least(1),
-    "lora.dropout": Rule(low=0, high=1, high_open=True),
+    "lora.dropout": Rule(low=0, high=1, high_open=True), "lora.hypernetwork": Rule(choices=HYPERNETWORKS),
+    "federation.transport_dtype": Rule(choices=TRANSPORT_DTYPES),
     "demographics.gmm_components": _at_least(1),
     "train.lr": _POSITIVE, "train.weight_decay": _at_least(0), "train.epochs": _at_least(1),
     "train.max_steps": _at_least(0), "train.base": Rule(choices=("frozen", "trainable")),
@@ -238,6 +241,10 @@ def config_problems(cfg: FedTARConfig, num_sites: int | None = None) -> list[str
     if cfg.privacy.noise_multiplier > 0 and cfg.privacy.clip <= 0:
         problems.append(f"config key privacy.noise_multiplier={cfg.privacy.noise_multiplier:g} needs "
                         "privacy.clip > 0 (noise is scaled by the clip bound; 0 turns DP off)")
+    if cfg.privacy.clip > 0 and cfg.federation.transport_dtype != "float32":
+        problems.append(f"config key federation.transport_dtype={cfg.federation.transport_dtype!r} with "
+                        "privacy.clip > 0: rounding a state moves its update by up to 2^-8 of the state's norm, "
+                        "outside the clip bound (want federation.transport_dtype = float32 under DP)")
     if num_sites is not None and cfg.federation.min_sites > num_sites:
         problems.append(f"config key federation.min_sites={cfg.federation.min_sites} but the federation has "
                         f"{num_sites} site(s) (want federation.min_sites <= {num_sites})")

@@ -29,7 +29,7 @@ from torch import nn
 from transformers import AutoConfig, PretrainedConfig
 
 from data_adapters.dataset import Batch
-from fedtar.adapters import PatientLoRALinear, inject_patient_lora, patient_context
+from fedtar.adapters import SHARED_HYPERNETWORK, PatientLoRALinear, inject_patient_lora, patient_context
 from fedtar.backbones import (
     TINY_ENCODERS,
     decoder_from_config,
@@ -44,6 +44,7 @@ from fedtar.tokenizer import ReportTokenizer
 
 PRIOR_CHOICES = ("none", "image", "report", "both")
 MODEL_FILE, CONFIG_FILE, TRAINABLE_FILE = "model.safetensors", "fedtar_config.json", "trainable.json"
+UNTRAINED_FILE = "untrained.json"  # tensors no checkpoint held and no pretraining trained: they must train
 ENCODER_CONFIG, DECODER_CONFIG = "encoder_config.json", "decoder_config.json"
 
 
@@ -70,6 +71,9 @@ class ReportGenerator(nn.Module):
         self.patient_proj = nn.Linear(q_dim, cfg.lora.hyper_dim) if cfg.lora.patient else None
         self.pad_id, self.bos_id, self.eos_id = tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id
         self.encoder_channels = getattr(encoder.config, "num_channels", 1)
+        # Tensors the pretrained backbones lacked (GPT-2's cross-attention): they train and travel
+        # until a pretraining trains them; kept with a saved base so adapt_model does not freeze them.
+        self.untrained: list[str] = []
 
     @property
     def uses_prior_image(self) -> bool:
@@ -283,6 +287,7 @@ def build_model(cfg: FedTARConfig, tokenizer: ReportTokenizer) -> ReportGenerato
                              f"embeddings but the tokenizer has {tokenizer.vocab_size}: use the decoder's own "
                              "tokenizer (ReportTokenizer.from_pretrained on its folder)")
     model = ReportGenerator(cfg, encoder, decoder, tokenizer, q_dim(cfg))
+    model.untrained = new_params
     finalize_trainable(model, cfg, new_params)
     return model
 
@@ -293,7 +298,7 @@ def finalize_trainable(model: ReportGenerator, cfg: FedTARConfig, new_params: li
         inject_patient_lora(model, cfg.lora)
     if cfg.train.base not in ("frozen", "trainable"):
         raise ValueError(f"train.base must be frozen or trainable, got {cfg.train.base!r}")
-    adapter_markers = ("lora_A", "lora_B", "hyper_A", "hyper_B", "patient_proj")
+    adapter_markers = ("lora_A", "lora_B", "hyper_A", "hyper_B", "patient_proj", SHARED_HYPERNETWORK)
     new = {n.replace(".weight", "").replace(".bias", "") for n in new_params}
     for name, p in model.named_parameters():
         is_adapter = any(marker in name.split(".") for marker in adapter_markers)
@@ -317,7 +322,7 @@ def adapt_model(base: ReportGenerator, cfg: FedTARConfig) -> ReportGenerator:
                          ", ".join(f"{k} (base {old[k]!r}, config {new[k]!r})" for k in clash))
     base.cfg = cfg
     base.patient_proj = nn.Linear(q_dim(cfg), cfg.lora.hyper_dim) if cfg.lora.patient else None
-    finalize_trainable(base, cfg)
+    finalize_trainable(base, cfg, base.untrained)
     return base
 
 
@@ -332,6 +337,7 @@ def save_model(folder: str | Path, model: ReportGenerator, tokenizer: ReportToke
     tokenizer.save(folder)
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     (folder / TRAINABLE_FILE).write_text(json.dumps(trainable, indent=1))
+    (folder / UNTRAINED_FILE).write_text(json.dumps(model.untrained, indent=1))
     save_safetensors(model, str(folder / MODEL_FILE))  # handles tied embeddings
     return folder
 
@@ -341,12 +347,16 @@ def load_model(folder: str | Path, overrides: dict | None = None) -> tuple[Repor
     folder = Path(folder)
     if not (folder / MODEL_FILE).is_file():
         raise FileNotFoundError(f"{folder}: no {MODEL_FILE}: not a saved FedTAR model")
-    cfg = apply_overrides(FedTARConfig(), json.loads((folder / CONFIG_FILE).read_text()))
+    saved = json.loads((folder / CONFIG_FILE).read_text())
+    saved.setdefault("lora.hypernetwork", "per-layer")  # models saved before the key had per-layer heads
+    cfg = apply_overrides(FedTARConfig(), saved)
     cfg = apply_overrides(cfg, overrides or {})
     tokenizer = ReportTokenizer.load(folder)
     enc_cfg, dec_cfg = (_config_from_json(folder / f) for f in (ENCODER_CONFIG, DECODER_CONFIG))
     model = ReportGenerator(cfg, encoder_from_config(enc_cfg), decoder_from_config(dec_cfg), tokenizer, q_dim(cfg))
     finalize_trainable(model, cfg)
+    if (folder / UNTRAINED_FILE).is_file():
+        model.untrained = json.loads((folder / UNTRAINED_FILE).read_text())
     trainable = set(json.loads((folder / TRAINABLE_FILE).read_text()))
     for name, p in model.named_parameters():
         p.requires_grad_(name in trainable)

@@ -156,6 +156,7 @@ def pretrain_base(out: str | Path, cfg: FedTARConfig, epochs: int | None = None,
         schedule.step()
         log.info("pretrain epoch %d/%d: train loss %.3f, validation loss %s", epoch + 1, epochs, stats.loss,
                  f"{mean_loss(model, val):.3f}" if val.num_examples() else "n/a (no validate split)")
+    model.untrained = []  # every tensor trained on the pool (train.base = trainable)
     return _save_base(out, model.cpu(), tokenizer, key)
 
 

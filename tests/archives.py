@@ -7,7 +7,6 @@ are the ones real data takes. Each builder returns the facts a test checks.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -16,19 +15,15 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from data_adapters.mimic_cxr import CHEXPERT_LABELS
+from data_adapters.mimic_rehearsal import METADATA_HEADER, PATIENTS_HEADER, format_report, study_folder, write_table
+
 DX_STORAGE = "1.2.840.10008.5.1.4.1.1.1.1"     # Digital X-Ray Image Storage - For Presentation
 CT_STORAGE = "1.2.840.10008.5.1.4.1.1.2"       # CT Image Storage
 BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
 
-REPORT = (" " * 33 + "FINAL REPORT\n EXAMINATION:  CHEST (PA AND LAT)\n\n INDICATION:  ___ with cough\n\n"
-          " COMPARISON:  None.\n\n FINDINGS:\n \n {findings}\n \n IMPRESSION:\n \n {impression}\n")
-
-
-def _write_csv(path: Path, header: list[str], rows: list[list[object]]) -> None:
-    with path.open("w", newline="") as f:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(header)
-        w.writerows(rows)
+# Tables and reports are written as the MIMIC rehearsal writes them (one way for MIMIC's layout).
+_write_csv = write_table
 
 
 def _picture(seed: int, size: int = 48) -> np.ndarray:
@@ -74,7 +69,8 @@ MIMIC_SUBJECTS = {  # subject: (gender, anchor_age, anchor_year, split) -- 10000
 
 
 def build_mimic(root: Path, patients_dir: Path) -> dict:
-    """A MIMIC-CXR tree; subject 10000004's images are DICOM (MIMIC-CXR's DICOM release)."""
+    """A MIMIC-CXR tree with planted faults (the rehearsal, data_adapters/mimic_rehearsal.py, writes clean ones
+    at any size); subject 10000004's images are DICOM (MIMIC-CXR's DICOM release)."""
     files = root / "files"
     meta, split, chexpert = [], [], []
     studies: dict[str, list[tuple[str, str]]] = {}
@@ -94,7 +90,7 @@ def build_mimic(root: Path, patients_dir: Path) -> dict:
     seed = 0
     for subject, rows in plan.items():
         for study, date, time in rows:
-            folder = files / f"p{subject[:2]}" / f"p{subject}" / f"s{study}"
+            folder = study_folder(files, subject, study)
             folder.mkdir(parents=True, exist_ok=True)
             views = [("PA", "LATERAL")] if study != "50000022" else [("AP", "LL")]
             for frontal, lateral in views:
@@ -108,12 +104,13 @@ def build_mimic(root: Path, patients_dir: Path) -> dict:
                                    folder / f"{dicom_id}.dcm")
                     else:
                         Image.fromarray((_picture(seed) * 255).astype(np.uint8)).save(folder / f"{dicom_id}.jpg")
-                    meta.append([dicom_id, subject, study, "CHEST (PA AND LAT)", view, 48, 48, date, time])
+                    meta.append([dicom_id, subject, study, "CHEST (PA AND LAT)", view, 48, 48, date, time, "", "",
+                                 ""])
                     split.append([dicom_id, study, subject, MIMIC_SUBJECTS.get(subject, ("", 0, 0, "train"))[3]])
                     studies.setdefault(study, []).append((dicom_id, view))
             chexpert.append([subject, study, "1.0", "", "-1.0"] + [""] * 11)
-            report = REPORT.format(findings=f"Heart size is normal. Study {study[-1]} shows no effusion.",
-                                   impression="No acute cardiopulmonary process.")
+            report = format_report(f"Heart size is normal. Study {study[-1]} shows no effusion.",
+                                   "No acute cardiopulmonary process.")
             if study == "50000041":      # a report without a FINDINGS header
                 report = " FINAL REPORT\n\n IMPRESSION:  Stable small left effusion.\n"
             if study == "50000023":      # no headers at all: the last paragraph is used
@@ -122,17 +119,11 @@ def build_mimic(root: Path, patients_dir: Path) -> dict:
                 (folder.parent / f"s{study}.txt").write_text(report)
     # one corrupt image: the only frontal view of study 50000022 (the study is skipped)
     (files / "p10" / "p10000002" / "s50000022" / "d50000022ap.jpg").write_bytes(b"\xff\xd8\xff garbage")
-    header = ["dicom_id", "subject_id", "study_id", "PerformedProcedureStepDescription", "ViewPosition", "Rows",
-              "Columns", "StudyDate", "StudyTime"]
-    _write_csv(root / "mimic-cxr-2.0.0-metadata.csv", header, meta[::-1])   # scrambled order
+    _write_csv(root / "mimic-cxr-2.0.0-metadata.csv", METADATA_HEADER, meta[::-1])   # scrambled order
     _write_csv(root / "mimic-cxr-2.0.0-split.csv", ["dicom_id", "study_id", "subject_id", "split"], split)
-    chex_cols = ["Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Enlarged Cardiomediastinum", "Fracture",
-                 "Lung Lesion", "Lung Opacity", "No Finding", "Pleural Effusion", "Pleural Other", "Pneumonia",
-                 "Pneumothorax", "Support Devices"]
-    _write_csv(root / "mimic-cxr-2.0.0-chexpert.csv", ["subject_id", "study_id", *chex_cols], chexpert)
+    _write_csv(root / "mimic-cxr-2.0.0-chexpert.csv", ["subject_id", "study_id", *CHEXPERT_LABELS], chexpert)
     patients_dir.mkdir(parents=True, exist_ok=True)
-    _write_csv(patients_dir / "patients.csv", ["subject_id", "gender", "anchor_age", "anchor_year",
-                                               "anchor_year_group", "dod"],
+    _write_csv(patients_dir / "patients.csv", PATIENTS_HEADER,
                [[s, g, a, y, "2008 - 2010", ""] for s, (g, a, y, _) in MIMIC_SUBJECTS.items()])
     return {"plan": plan, "subjects": list(plan)}
 

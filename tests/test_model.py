@@ -15,7 +15,7 @@ from fedtar.adapters import PatientLoRALinear
 from fedtar.backbones import tiny_decoder_config, tiny_encoder_config
 from fedtar.config import load_config
 from fedtar.demographics import PatientAssigner
-from fedtar.model import build_model, load_model, save_model
+from fedtar.model import adapt_model, build_model, load_model, save_model
 from fedtar.parameters import get_travelling_state, set_travelling_state, size_report, travelling_specs
 from fedtar.tokenizer import ReportTokenizer
 
@@ -42,10 +42,11 @@ def _perturb_adapters(model) -> None:
                 p.add_(0.05 * torch.randn(p.shape, generator=g))
 
 
-def test_batched_patient_lora_equals_per_sample(site):
+@pytest.mark.parametrize("hypernetwork", ["shared", "per-layer"])
+def test_batched_patient_lora_equals_per_sample(site, hypernetwork):
     tok, exams = site
     torch.manual_seed(0)
-    model = build_model(load_config(overrides=TINY), tok).eval()
+    model = build_model(load_config(overrides={**TINY, "lora.hypernetwork": hypernetwork}), tok).eval()
     _perturb_adapters(model)
     batch = next(exams.where(visit=2).batches(6))  # six patients, each with a prior
     assert len(set(map(tuple, batch.q.tolist()))) == 6, "the batch must mix patients"
@@ -93,7 +94,7 @@ def test_travelling_set_excludes_frozen_base(site):
     model = build_model(load_config(overrides=TINY), tok)
     specs = travelling_specs(model)
     names = [s.name for s in specs]
-    assert names and all(any(k in n for k in ("lora_A", "lora_B", "hyper_A", "hyper_B", "patient_proj"))
+    assert names and all(any(k in n for k in ("lora_A", "lora_B", "hypernetwork.", "patient_proj"))
                          for n in names)
     frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
     assert any(n.endswith("base.weight") for n in frozen) and "decoder.transformer.wte.weight" in frozen
@@ -104,7 +105,42 @@ def test_travelling_set_excludes_frozen_base(site):
     assert "decoder.transformer.wte.weight" in [s.name for s in travelling_specs(full)]
     # Ablation: no patient LoRA, no hypernetwork tensors.
     shared_only = build_model(load_config(overrides={**TINY, "lora.patient": False}), tok)
-    assert not any("hyper_" in s.name or "patient_proj" in s.name for s in travelling_specs(shared_only))
+    assert not any("hyper" in s.name or "patient_proj" in s.name for s in travelling_specs(shared_only))
+
+
+def _hyper_params(model) -> int:
+    return sum(p.numel() for n, p in model.named_parameters() if "hyper" in n)
+
+
+def test_shared_hypernetwork_does_not_grow_with_depth(site):
+    tok, _ = site
+    d = TINY["lora.hyper_dim"]
+    sizes = {}
+    for kind in ("shared", "per-layer"):
+        for layers in (1, 3):
+            cfg = load_config(overrides={**TINY, "model.layers": layers, "lora.hypernetwork": kind})
+            model = build_model(cfg, tok)
+            adapted = sum(isinstance(m, PatientLoRALinear) for m in model.modules())
+            sizes[kind, layers] = (_hyper_params(model), adapted)
+    (one, n1), (three, n3) = sizes["shared", 1], sizes["shared", 3]
+    assert n3 > n1 and three - one == d * (n3 - n1)  # only the layer embedding grows, hyper_dim per layer
+    per_one, per_three = sizes["per-layer", 1][0], sizes["per-layer", 3][0]
+    assert per_three > 2 * per_one and three < per_three / 3
+
+
+def test_shared_hypernetwork_tells_layers_apart(site):
+    """One generator, different factors per layer: the layer embedding conditions it."""
+    tok, _ = site
+    torch.manual_seed(0)
+    model = build_model(load_config(overrides=TINY), tok)
+    _perturb_adapters(model)
+    layers = [m for m in model.modules() if isinstance(m, PatientLoRALinear)]
+    same_shape = [m for m in layers if (m.in_features, m.out_features) == (layers[1].in_features,
+                                                                          layers[1].out_features)]
+    assert len(same_shape) >= 2 and all(m.shared_hyper[0] is model.hypernetwork for m in layers)
+    phi = torch.randn(3, TINY["lora.hyper_dim"])
+    (a1, b1), (a2, b2) = same_shape[0].patient_factors(phi), same_shape[1].patient_factors(phi)
+    assert a1.shape == a2.shape and (a1 - a2).abs().max() > 1e-3 and (b1 - b2).abs().max() > 1e-3
 
 
 def test_travelling_state_round_trip_and_mismatch(site):
@@ -167,6 +203,24 @@ def test_pretrained_encoder_and_decoder_from_local_folders(site, tmp_path):
     assert "decoder.transformer.wte.weight" not in trainable
     batch = next(exams.batches(2))
     assert torch.isfinite(model(batch, batch.q))
+    # A base assembled from these folders (no pretraining) keeps them training once saved and adapted.
+    bare = build_model(load_config(overrides={**cfg.to_flat(), "lora.shared": False, "lora.patient": False}), tok)
+    save_model(tmp_path / "base", bare, tok)
+    adapted = adapt_model(load_model(tmp_path / "base")[0], cfg)
+    assert {s.name for s in travelling_specs(adapted)} == trainable
+
+
+def test_pretrained_cross_attention_stays_frozen_and_home(site, tmp_path):
+    """A decoder checkpoint with cross-attention (an encoder-decoder pretrained together): only adapters travel."""
+    tok, exams = site
+    dec_cfg = tiny_decoder_config(tok.vocab_size, 32, 1, 2, 140, tok.bos_id, tok.eos_id, tok.pad_id)
+    GPT2LMHeadModel(dec_cfg).save_pretrained(tmp_path / "dec")  # add_cross_attention = True
+    cfg = load_config(overrides={**TINY, "model.decoder": str(tmp_path / "dec")})
+    model = build_model(cfg, tok)
+    names = [s.name for s in travelling_specs(model)]
+    assert not any("crossattention" in n and ".base." in n for n in names)
+    assert any("crossattention" in n and "lora_A" in n for n in names)  # adapted by LoRA, like any layer
+    assert all(any(k in n for k in ("lora_A", "lora_B", "hypernetwork.", "patient_proj")) for n in names)
 
 
 def test_shared_lora_exports_to_peft_and_loads_there(site, tmp_path):
