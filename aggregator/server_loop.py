@@ -28,9 +28,9 @@ from aggregator.checkpoint import (
     save_checkpoint,
 )
 from aggregator.strategies import STRATEGIES, FederatedStrategy, Scaffold
-from data_adapters.dataset import concat_exams
 from data_adapters.records import find_manifests
 from fedtar.config import FedTARConfig
+from fedtar.exams import concat_exams
 from fedtar.model import adapt_model, load_model
 from fedtar.parameters import get_travelling_state, set_travelling_state, state_from_record, travelling_specs
 from fedtar.site import load_site

@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from data_adapters.dataset import Batch
 from fedtar.config import load_config
+from fedtar.exams import Batch
 from fedtar.model import build_model, q_dim
 from fedtar.tables import format_table
 from fedtar.tokenizer import ReportTokenizer

@@ -1,200 +1,244 @@
-"""Exams as model-ready tensors, with each exam's prior exam attached.
+"""A site's images read from disk as batches need them, in memory bounded by a config value.
 
-A site's exams are loaded once through MONAI transforms into one tensor
-block (images, token ids, profiles, visit indices, prior links). Batches are
-then index gathers on those tensors: no per-sample Python on the hot path.
-Unreadable images are skipped and reported like bad manifest rows.
+Images are decoded once into their stored form (uint8 radiographs, the volume's own dtype for
+CT) and kept in an LRU cache of at most ``data.cache_mib``; the float transform that feeds the
+model (MONAI's ScaleIntensity + Resize for radiographs, ``ct.volume_transform``'s steps for CT)
+runs per batch on those sources, so a batch holds exactly the values a full pre-load into
+float32 gave. At load only headers are checked, so a run starts without decoding a site; an
+image that fails later is skipped and reported (``ImageStore.skipped``), never stopping a run.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, fields
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import nibabel as nib
 import torch
-from monai.transforms import Compose, LoadImage, Resize, ScaleIntensity
+import torch.nn.functional as F
+from monai.transforms import CastToType, Compose, LoadImage, Orientation, Resize, Spacing
+from PIL import Image
 
-from fedtar.demographics import profile_vectors
-from fedtar.tokenizer import ReportTokenizer
-
-from .ct import volume_transform
-from .records import ExamRecord, Manifest, SkippedRow, assign_visits, read_manifest
+from .ct import HUWindows
+from .records import SkippedRow
 
 log = logging.getLogger(__name__)
 
+VOLUME_SUFFIXES = (".nii", ".nii.gz")
 
-def image_transform(image_size: int, volume_depth: int = 0, hu_windows: Sequence[str] = (),
-                    voxel_spacing: Sequence[float] = ()) -> Compose:
-    """Radiographs: load (PNG/JPG via PIL), scale to [0, 1], resize.
+
+@dataclass(frozen=True)
+class ImageReader:
+    """How one kind of image goes from file to model input, in two halves.
+
+    decode: file -> source tensor as stored (what the cache keeps);
+    finish: a batch's sources -> (n, C, ...) float32 in [0, 1].
+    """
+
+    decode: Callable[[str], torch.Tensor]
+    finish: Callable[[Sequence[torch.Tensor]], torch.Tensor]
+
+    def __call__(self, path: str | Path) -> torch.Tensor:
+        """One image as the model sees it (C, ...)."""
+        return self.finish([self.decode(str(path))])[0]
+
+
+class RadiographFinish:
+    """Min-max to [0, 1] per image, area resize to size x size: MONAI's ScaleIntensity(0, 1) +
+    Resize((size, size)) with the same float32 operations (tested bitwise), done per group of
+    same-shape sources instead of per image."""
+
+    def __init__(self, size: int):
+        self.size = size
+
+    def __call__(self, sources: Sequence[torch.Tensor]) -> torch.Tensor:
+        size, groups = self.size, {}
+        for i, s in enumerate(sources):
+            groups.setdefault(tuple(s.shape), []).append(i)
+        channels = {shape[0] for shape in groups}
+        if len(channels) > 1:
+            raise ValueError(f"images of one batch differ in channels: {sorted(channels)}")
+        out = torch.empty(len(sources), channels.pop(), size, size)
+        for shape, idx in groups.items():
+            x = torch.stack([torch.as_tensor(sources[i]) for i in idx]).float()
+            lo = x.amin(dim=(1, 2, 3), keepdim=True)
+            hi = x.amax(dim=(1, 2, 3), keepdim=True)
+            x = torch.where(hi > lo, (x - lo) / (hi - lo), x * 0.0)
+            if shape[1:] != (size, size):
+                x = F.interpolate(x, size=(size, size), mode="area")
+            out[idx] = x
+        return out
+
+
+class VolumeFinish:
+    """ct.volume_transform after its LoadImage, per volume (each has its own affine)."""
+
+    def __init__(self, size: int, depth: int, windows: Sequence[str], spacing: Sequence[float]):
+        steps: list = [CastToType(torch.float32),
+                       Orientation(axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S")))]
+        if spacing:
+            steps.append(Spacing(pixdim=tuple(spacing), mode="bilinear"))
+        steps += [HUWindows(windows), Resize((size, size, depth))]
+        self.per_volume = Compose(steps)
+
+    def __call__(self, sources: Sequence[torch.Tensor]) -> torch.Tensor:
+        return torch.stack([torch.as_tensor(self.per_volume(s), dtype=torch.float32) for s in sources])
+
+
+class Decode:
+    """File -> source tensor as stored (channel first); radiographs drop MONAI's metadata,
+    volumes keep it (their affine orients them)."""
+
+    def __init__(self, keep_meta: bool):
+        self.load = LoadImage(image_only=True, ensure_channel_first=True, dtype=None)
+        self.keep_meta = keep_meta
+
+    def __call__(self, path: str) -> torch.Tensor:
+        image = self.load(path)
+        return image if self.keep_meta else torch.as_tensor(image.as_tensor()).contiguous()
+
+
+def image_reader(image_size: int, volume_depth: int = 0, hu_windows: Sequence[str] = (),
+                 voxel_spacing: Sequence[float] = ()) -> ImageReader:
+    """Radiographs (PNG/JPG): decoded as stored, scaled to [0, 1] and resized per batch.
     CT (volume_depth > 0): NIfTI HU volumes as one channel per HU window (data_adapters.ct)."""
     if volume_depth:
-        return volume_transform(image_size, volume_depth, hu_windows or ("lung", "mediastinal", "bone"),
-                                voxel_spacing)
-    return Compose([
-        LoadImage(image_only=True, ensure_channel_first=True),
-        ScaleIntensity(minv=0.0, maxv=1.0),
-        Resize((image_size, image_size)),
-    ])
+        return ImageReader(Decode(keep_meta=True), VolumeFinish(
+            image_size, volume_depth, hu_windows or ("lung", "mediastinal", "bone"), voxel_spacing))
+    return ImageReader(Decode(keep_meta=False), RadiographFinish(image_size))
+
+
+def check_image(path: Path, reader: ImageReader) -> None:
+    """Raise if the file is missing or not a readable image, reading headers only where the
+    format allows (PIL's verify checks a PNG's chunks without decoding; NIfTI: its header)."""
+    name = path.name.lower()
+    if name.endswith(VOLUME_SUFFIXES):
+        nib.load(str(path))
+    elif name.endswith((".png", ".jpg", ".jpeg")):
+        with Image.open(path) as im:
+            im.verify()
+    else:  # other formats (DICOM, ...): a full decode, as before streaming
+        reader.decode(str(path))
 
 
 @dataclass
-class Batch:
-    images: torch.Tensor         # (B, C, H, W)
-    input_ids: torch.Tensor      # (B, L) [BOS] report [EOS] [PAD]...
-    profiles: torch.Tensor       # (B, F) demographic profile vectors
-    q: torch.Tensor              # (B, K) soft assignment q_p (the profile itself before a site sets it)
-    visit_index: torch.Tensor    # (B,) 1..T
-    has_prior: torch.Tensor      # (B,) bool
-    prior_images: torch.Tensor   # (B, C, H, W), zeros where no prior
-    prior_ids: torch.Tensor      # (B, L) prior report, [PAD] where no prior
-    labels: torch.Tensor         # (B, F) ground-truth severities 0-3, -100 where unknown (may be F=0)
-    index: torch.Tensor          # (B,) row in the ExamTensors
-
-    def to(self, device: torch.device | str) -> Batch:
-        return Batch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+class LoadedImages:
+    images: torch.Tensor | None        # (m, C, ...) for the keys that loaded, in key order; None if none did
+    ok: torch.Tensor                   # (n,) bool over the keys asked for
+    failed: list[tuple[int, SkippedRow]] = field(default_factory=list)  # newly failed keys, with the skip
 
 
-@dataclass
-class ExamTensors:
-    """One site's (or split's) exams as aligned tensors; records stay on the site."""
+class ImageStore:
+    """One site's images by key (0..n-1): decoded sources in an LRU of at most `cache_bytes`.
 
-    records: list[ExamRecord]
-    images: torch.Tensor
-    input_ids: torch.Tensor
-    profiles: torch.Tensor
-    visit_index: torch.Tensor
-    prior_index: torch.Tensor    # row of the prior exam, -1 for a first visit
-    q: torch.Tensor | None = None  # (N, K) q_p from the site's assigner; None: use profiles
-    labels: torch.Tensor | None = None  # (N, F) severities per label_names, -100 unknown
-    label_names: tuple[str, ...] = ()
-    skipped: list[SkippedRow] = field(default_factory=list)
-    batch_rows: torch.Tensor | None = None  # rows batches draw from; None: all
+    In a DataLoader worker the bound is shared among the workers. A key that fails to load is
+    remembered as bad (one byte per image) and listed once in `skipped`.
+    """
+
+    def __init__(self, paths: Sequence[Path], lines: Sequence[int], origin: Path, reader: ImageReader,
+                 cache_bytes: int, skipped: list[SkippedRow] | None = None):
+        self.paths, self.lines, self.origin, self.reader = list(paths), list(lines), origin, reader
+        self.cache_bytes = cache_bytes
+        self.skipped = skipped if skipped is not None else []
+        self.bad = torch.zeros(len(self.paths), dtype=torch.bool)
+        self._cache: OrderedDict[int, torch.Tensor] = OrderedDict()
+        self._cached = 0
 
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self.paths)
 
-    def subset(self, rows: Sequence[int] | torch.Tensor) -> ExamTensors:
-        """Rows by position; prior links that leave the subset become -1."""
-        rows = torch.as_tensor(rows, dtype=torch.long)
-        remap = torch.full((len(self),), -1, dtype=torch.long)
-        remap[rows] = torch.arange(len(rows))
-        prior = self.prior_index[rows]
-        prior = torch.where(prior >= 0, remap[prior.clamp(min=0)], prior)
-        return ExamTensors(
-            records=[self.records[i] for i in rows.tolist()],
-            images=self.images[rows], input_ids=self.input_ids[rows], profiles=self.profiles[rows],
-            visit_index=self.visit_index[rows], prior_index=prior,
-            q=None if self.q is None else self.q[rows], skipped=self.skipped,
-            labels=None if self.labels is None else self.labels[rows], label_names=self.label_names,
-        )
+    def _budget(self) -> int:
+        info = torch.utils.data.get_worker_info()
+        return self.cache_bytes // info.num_workers if info is not None else self.cache_bytes
 
-    def where(self, split: str | None = None, visit: int | None = None) -> ExamTensors:
-        """Exams of one split and/or visit index to batch; their priors come along unbatched."""
-        keep = [i for i, r in enumerate(self.records)
-                if (split is None or r.split == split) and (visit is None or r.visit_index == visit)]
-        priors = {int(self.prior_index[i]) for i in keep if self.prior_index[i] >= 0}
-        rows = sorted(set(keep) | priors)
-        sub = self.subset(rows)
-        keep_set = set(keep)
-        sub.batch_rows = torch.tensor([j for j, i in enumerate(rows) if i in keep_set], dtype=torch.long)
-        return sub
+    def _source(self, key: int) -> torch.Tensor:
+        hit = self._cache.get(key)
+        if hit is not None:
+            self._cache.move_to_end(key)
+            return hit
+        source = self.reader.decode(str(self.paths[key]))
+        size, budget = source.element_size() * source.nelement(), self._budget()
+        if size <= budget:
+            self._cache[key] = source
+            self._cached += size
+            while self._cached > budget:
+                _, old = self._cache.popitem(last=False)
+                self._cached -= old.element_size() * old.nelement()
+        return source
 
-    def rows(self) -> torch.Tensor:
-        """The rows that batches draw from (priors carried along by `where` are not among them)."""
-        return self.batch_rows if self.batch_rows is not None else torch.arange(len(self))
+    def load(self, keys: torch.Tensor) -> LoadedImages:
+        """Model-ready images of `keys`; unreadable ones are left out, marked bad and reported."""
+        sources, ok, failed = [], torch.zeros(len(keys), dtype=torch.bool), []
+        for j, key in enumerate(keys.tolist()):
+            if self.bad[key]:
+                continue
+            try:
+                sources.append(self._source(key))
+                ok[j] = True
+            except Exception as e:  # any reader failure: a file removed, truncated or replaced since the check
+                failed.append((key, SkippedRow(self.origin, self.lines[key],
+                                               f"unreadable image {self.paths[key]}: {type(e).__name__}: {e}")))
+        self.mark_bad(failed)
+        return LoadedImages(self.reader.finish(sources) if sources else None, ok, failed)
 
-    def num_examples(self) -> int:
-        return len(self.rows())
-
-    def gather(self, idx: torch.Tensor) -> Batch:
-        prior = self.prior_index[idx]
-        has_prior = prior >= 0
-        safe = prior.clamp(min=0)
-        mask = has_prior.view(-1, *([1] * (self.images.dim() - 1)))
-        prior_ids = torch.where(has_prior[:, None], self.input_ids[safe], torch.zeros_like(self.input_ids[safe]))
-        return Batch(
-            images=self.images[idx], input_ids=self.input_ids[idx], profiles=self.profiles[idx],
-            q=(self.profiles if self.q is None else self.q)[idx], visit_index=self.visit_index[idx],
-            has_prior=has_prior,
-            prior_images=self.images[safe] * mask, prior_ids=prior_ids,
-            labels=self.labels[idx] if self.labels is not None else idx.new_zeros((len(idx), 0)), index=idx,
-        )
-
-    def batches(self, batch_size: int, shuffle: bool = False,
-                generator: torch.Generator | None = None) -> Iterator[Batch]:
-        rows = self.rows()
-        if shuffle:
-            rows = rows[torch.randperm(len(rows), generator=generator)]
-        for start in range(0, len(rows), batch_size):
-            yield self.gather(rows[start:start + batch_size])
+    def mark_bad(self, failed: Sequence[tuple[int, SkippedRow]]) -> None:
+        for key, skip in failed:
+            if not self.bad[key]:
+                self.bad[key] = True
+                self.skipped.append(skip)
+                log.warning("skipped during training: %s", skip)
 
 
-def load_exams(
-    source: Manifest | str | Path | Sequence[ExamRecord],
-    tokenizer: ReportTokenizer,
-    image_size: int = 64,
-    max_tokens: int = 96,
-    section: str = "findings",
-    profile_features: Sequence[str] = ("hash", "age", "sex"),
-    transform: Compose | None = None,
-) -> ExamTensors:
-    """Load exams into tensors; rows whose image cannot be read are skipped and listed."""
-    if isinstance(source, (str, Path)):
-        source = read_manifest(source)
-    if isinstance(source, Manifest):
-        records, skipped, origin = source.records, list(source.skipped), source.path
-    else:
-        records, skipped, origin = list(source), [], Path("<records>")
-    load = transform or image_transform(image_size)
-    image_of: dict[int, torch.Tensor] = {}
-    for r in records:
-        try:
-            image = load(str(r.image_paths[0]))
-            image_of[id(r)] = torch.as_tensor(getattr(image, "as_tensor", lambda: image)(), dtype=torch.float32)
-        except Exception as e:  # any reader failure: corrupt file, wrong format, missing file
-            skipped.append(SkippedRow(origin, r.line, f"unreadable image {r.image_paths[0]}: {type(e).__name__}: {e}"))
-    if skipped:
-        log.warning("%s: skipped %d row(s); first: %s", origin, len(skipped), skipped[0])
-    # Visits are recomputed after the drops, so no patient sequence has a hole.
-    kept = assign_visits([r for r in records if id(r) in image_of])
-    key_to_row = {(r.site_id, r.patient_id, r.visit_index): j for j, r in enumerate(kept)}
-    prior = torch.tensor([key_to_row.get((r.site_id, r.patient_id, r.visit_index - 1), -1) for r in kept],
-                         dtype=torch.long)
-    images = torch.stack([image_of[id(r)] for r in kept]) if kept else torch.zeros(0, 1, image_size, image_size)
-    label_names = tuple(sorted({k for r in kept for k in r.labels}))
-    labels = torch.tensor([[r.labels.get(k, -100) for k in label_names] for r in kept],
-                          dtype=torch.long).reshape(len(kept), len(label_names))
-    return ExamTensors(
-        records=kept,
-        images=images,
-        input_ids=tokenizer.encode_batch([r.report(section) for r in kept], max_tokens),
-        profiles=profile_vectors(kept, profile_features),
-        visit_index=torch.tensor([r.visit_index for r in kept], dtype=torch.long),
-        prior_index=prior,
-        labels=labels,
-        label_names=label_names,
-        skipped=skipped,
-    )
+class StoreUnion:
+    """Several sites' stores as one key space (central training streams the union of sites)."""
 
+    def __init__(self, stores: Sequence[ImageStore | StoreUnion]):
+        flat = [s for u in stores for s in (u.stores if isinstance(u, StoreUnion) else [u])]
+        self.stores = list({id(s): s for s in flat}.values())  # a site joined twice is read through one store
+        self.offsets = torch.tensor([0, *torch.cumsum(torch.tensor([len(s) for s in self.stores]), 0).tolist()])
 
-def concat_exams(parts: Sequence[ExamTensors]) -> ExamTensors:
-    """Several sites' exams as one block (central training); prior links and batch rows follow."""
-    offsets, total = [], 0
-    for p in parts:
-        offsets.append(total)
-        total += len(p)
-    prior = torch.cat([torch.where(p.prior_index >= 0, p.prior_index + o, p.prior_index)
-                       for p, o in zip(parts, offsets)])
-    rows = torch.cat([p.rows() + o for p, o in zip(parts, offsets)])
-    return ExamTensors(
-        records=[r for p in parts for r in p.records],
-        images=torch.cat([p.images for p in parts]), input_ids=torch.cat([p.input_ids for p in parts]),
-        profiles=torch.cat([p.profiles for p in parts]), visit_index=torch.cat([p.visit_index for p in parts]),
-        prior_index=prior, skipped=[s for p in parts for s in p.skipped], batch_rows=rows,
-        q=None if any(p.q is None for p in parts) else torch.cat([p.q for p in parts]),
-        labels=torch.cat([p.labels for p in parts])
-        if len({p.label_names for p in parts}) == 1 and parts[0].labels is not None else None,
-        label_names=parts[0].label_names if len({p.label_names for p in parts}) == 1 else (),
-    )
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def offset_of(self, store: ImageStore) -> int:
+        return int(self.offsets[next(i for i, s in enumerate(self.stores) if s is store)])
+
+    def translate(self, source: ImageStore | StoreUnion, keys: torch.Tensor) -> torch.Tensor:
+        """Keys of `source` (one of the stores joined, or a union of some) as keys of this union."""
+        if isinstance(source, ImageStore):
+            return keys + self.offset_of(source)
+        part = torch.searchsorted(source.offsets, keys, right=True) - 1
+        shift = torch.tensor([self.offset_of(s) - int(source.offsets[i]) for i, s in enumerate(source.stores)])
+        return keys + shift[part]
+
+    @property
+    def bad(self) -> torch.Tensor:
+        return torch.cat([s.bad for s in self.stores]) if self.stores else torch.zeros(0, dtype=torch.bool)
+
+    def load(self, keys: torch.Tensor) -> LoadedImages:
+        part = torch.searchsorted(self.offsets, keys, right=True) - 1
+        ok = torch.zeros(len(keys), dtype=torch.bool)
+        failed, pieces, order = [], [], []
+        for p in torch.unique(part).tolist():
+            where = torch.nonzero(part == p).flatten()
+            got = self.stores[p].load(keys[where] - self.offsets[p])
+            ok[where] = got.ok
+            failed += [(key + int(self.offsets[p]), skip) for key, skip in got.failed]
+            if got.images is not None:
+                pieces.append(got.images)
+                order.append(where[got.ok])
+        if not pieces:
+            return LoadedImages(None, ok, failed)
+        images = torch.cat(pieces)
+        # back into the order of `keys` (the loaded ones only)
+        rank = torch.empty(len(keys), dtype=torch.long)
+        rank[torch.cat(order)] = torch.arange(len(images))
+        return LoadedImages(images[rank[ok]], ok, failed)
+
+    def mark_bad(self, failed: Sequence[tuple[int, SkippedRow]]) -> None:
+        for key, skip in failed:
+            p = int(torch.searchsorted(self.offsets, torch.tensor(key), right=True)) - 1
+            self.stores[p].mark_bad([(key - int(self.offsets[p]), skip)])

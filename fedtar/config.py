@@ -34,6 +34,11 @@ class DataConfig:
     min_word_frequency: int = 1      # tokenizer vocabulary threshold
     max_unknown_rate: float = 0.01   # warn when more of a site's report tokens than this are [UNK]
     batch_size: int = 16
+    # Images are read from disk per batch (fedtar.exams): decoded sources (uint8 radiographs, the
+    # volume's dtype for CT) are cached up to cache_mib per site; workers > 0 reads batches in
+    # that many DataLoader processes (sharing the site's cache_mib).
+    cache_mib: float = 256.0
+    workers: int = 0
     # CT volumes (NIfTI in HU): depth > 0 loads (windows, image_size, image_size, depth) volumes
     # through data_adapters.ct.volume_transform; use with model.encoder = "tiny-3d".
     volume_depth: int = 0

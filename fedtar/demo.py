@@ -15,10 +15,10 @@ from pathlib import Path
 
 import torch
 
-from data_adapters.dataset import concat_exams
 from data_adapters.synthetic import SyntheticConfig, ensure_federation
 from fedtar.config import FedTARConfig
 from fedtar.evaluation import REPORT_COLUMNS, Evaluation, evaluate_model
+from fedtar.exams import concat_exams
 from fedtar.model import ReportGenerator, adapt_model, load_model, save_model
 from fedtar.parameters import size_report
 from fedtar.pretrain import pretrain_base
@@ -55,7 +55,8 @@ def by_visit_table(ev: Evaluation, columns: tuple[str, ...] = ("bleu4", "cider",
 
 
 def train_central(model: ReportGenerator, sites: list[SiteData], cfg: FedTARConfig, epochs: int) -> None:
-    """Every site's training exams pooled in one place (each exam keeps its own site's q_p)."""
+    """Every site's training exams pooled in one place (each exam keeps its own site's q_p);
+    images stream from each site's own store, so memory stays bounded per site."""
     train = concat_exams([s.split("train") for s in sites])
     optimizer = make_optimizer(model, cfg.train)
     generator = torch.Generator().manual_seed(cfg.train.seed)

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from data_adapters.dataset import ExamTensors
 from data_adapters.synthetic.phrasing import demographic_accuracy
+from fedtar.exams import Exams
 from fedtar.metrics import METRIC_COLUMNS, PROTOCOLS, evaluate_by_visit, evaluate_reports
 from fedtar.metrics.clinical import Labeler, rule_labels
 from fedtar.model import ReportGenerator
@@ -30,7 +30,7 @@ class Evaluation:
     by_year: dict[int, dict[str, float]] = field(default_factory=dict)  # by the exams' study year (eras)
 
 
-def generate_for(model: ReportGenerator, parts: list[ExamTensors],
+def generate_for(model: ReportGenerator, parts: list[Exams],
                  tokenizer: ReportTokenizer, num_beams: int = 1) -> tuple[list[str], list[str], list[int]]:
     """Generated and reference reports (and visit indices) over several sites' exams."""
     gen, ref, visits = [], [], []
@@ -43,7 +43,7 @@ def generate_for(model: ReportGenerator, parts: list[ExamTensors],
     return gen, ref, visits
 
 
-def evaluate_model(model: ReportGenerator, parts: list[ExamTensors], tokenizer: ReportTokenizer,
+def evaluate_model(model: ReportGenerator, parts: list[Exams], tokenizer: ReportTokenizer,
                    num_beams: int = 1, with_meteor: bool = False, labeler: Labeler = rule_labels) -> Evaluation:
     gen, ref, visits = generate_for(model, parts, tokenizer, num_beams)
     overall = evaluate_reports(gen, ref, with_meteor, labeler)
@@ -87,7 +87,7 @@ def clinical_protocol_rows(overall: dict[str, float]) -> list[list[object]]:
 
 def evaluate_manifests(model: ReportGenerator, tokenizer: ReportTokenizer, manifests: Sequence[Path],
                        split: str = "test", num_beams: int = 1, with_meteor: bool = True,
-                       labeler: Labeler = rule_labels) -> tuple[Evaluation, list[ExamTensors]]:
+                       labeler: Labeler = rule_labels) -> tuple[Evaluation, list[Exams]]:
     """A trained model on one split of several sites' manifests (each site fits its own GMM)."""
     parts = [load_site(m, tokenizer, model.cfg).split(split) for m in manifests]
     parts = [p for p in parts if p.num_examples()]
@@ -96,7 +96,7 @@ def evaluate_manifests(model: ReportGenerator, tokenizer: ReportTokenizer, manif
     return evaluate_model(model, parts, tokenizer, num_beams, with_meteor, labeler), parts
 
 
-def write_generated(path: str | Path, parts: Sequence[ExamTensors], evaluation: Evaluation) -> Path:
+def write_generated(path: str | Path, parts: Sequence[Exams], evaluation: Evaluation) -> Path:
     """One row per evaluated exam: pseudonymous keys, generated and reference report."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

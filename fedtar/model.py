@@ -28,7 +28,6 @@ from safetensors.torch import save_model as save_safetensors
 from torch import nn
 from transformers import AutoConfig, PretrainedConfig
 
-from data_adapters.dataset import Batch
 from fedtar.adapters import SHARED_HYPERNETWORK, PatientLoRALinear, inject_patient_lora, patient_context
 from fedtar.backbones import (
     TINY_ENCODERS,
@@ -40,6 +39,7 @@ from fedtar.backbones import (
     tiny_encoder_config,
 )
 from fedtar.config import FedTARConfig, apply_overrides
+from fedtar.exams import Batch
 from fedtar.tokenizer import ReportTokenizer
 
 PRIOR_CHOICES = ("none", "image", "report", "both")

@@ -30,10 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from data_adapters.dataset import Batch, concat_exams
 from data_adapters.records import find_manifests, read_manifest
 from data_adapters.synthetic import SyntheticConfig, generate_federation
 from fedtar.config import FedTARConfig, apply_overrides
+from fedtar.exams import Batch, concat_exams
 from fedtar.model import ARCHITECTURE_KEYS, MODEL_FILE, ReportGenerator, build_model, save_model
 from fedtar.site import load_site
 from fedtar.tokenizer import ReportTokenizer

@@ -1,4 +1,4 @@
-"""One site's data as the method sees it: exams as tensors plus the site-local assigner.
+"""One site's data as the method sees it: exams (images streamed) plus the site-local assigner.
 
 The same loader serves a simulated site, a hospital node and the central
 baseline, so they all see identical tensors for identical manifests.
@@ -12,10 +12,11 @@ from pathlib import Path
 
 import torch
 
-from data_adapters.dataset import ExamTensors, image_transform, load_exams
+from data_adapters.dataset import image_reader
 from data_adapters.records import ExamRecord, Manifest, read_manifest
 from fedtar.config import FedTARConfig
 from fedtar.demographics import PatientAssigner
+from fedtar.exams import Exams, load_exams
 from fedtar.tokenizer import ReportTokenizer, UnknownRate, unknown_rate
 
 log = logging.getLogger(__name__)
@@ -24,14 +25,14 @@ log = logging.getLogger(__name__)
 @dataclass
 class SiteData:
     name: str
-    exams: ExamTensors
+    exams: Exams
     assigner: PatientAssigner   # q_p from the site's own GMM: never leaves the site
     unknown: UnknownRate        # [UNK] share of the site's report tokens under the base's tokenizer
 
-    def split(self, name: str, visit: int | None = None) -> ExamTensors:
+    def split(self, name: str, visit: int | None = None) -> Exams:
         return self.exams.where(split=name, visit=visit)
 
-    def validation(self, recent_fraction: float = 1.0) -> ExamTensors:
+    def validation(self, recent_fraction: float = 1.0) -> Exams:
         """The validation split the meta step uses; with `recent_fraction` < 1 only its most
         recent exams by study date (the period a deployed model reports next)."""
         exams = self.split("validate")
@@ -54,7 +55,8 @@ def load_site(source: str | Path | Manifest | list[ExamRecord], tokenizer: Repor
     manifest = read_manifest(source) if isinstance(source, (str, Path)) else source
     d = cfg.data
     exams = load_exams(manifest, tokenizer, d.image_size, d.max_tokens, d.section, cfg.demographics.features,
-                       image_transform(d.image_size, d.volume_depth, d.hu_windows, d.voxel_spacing))
+                       image_reader(d.image_size, d.volume_depth, d.hu_windows, d.voxel_spacing),
+                       cache_mib=d.cache_mib, workers=d.workers)
     if not len(exams):
         where = getattr(manifest, "path", "<records>")
         raise ValueError(f"{where}: no usable exams ({len(exams.skipped)} rows skipped)")

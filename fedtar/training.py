@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
-from data_adapters.dataset import Batch, ExamTensors
 from fedtar.config import TrainConfig
+from fedtar.exams import Batch, Exams
 from fedtar.model import ReportGenerator
 from fedtar.tokenizer import ReportTokenizer
 
@@ -55,7 +55,7 @@ def make_optimizer(model: ReportGenerator, cfg: TrainConfig) -> torch.optim.Opti
 
 def train_local(
     model: ReportGenerator,
-    exams: ExamTensors,
+    exams: Exams,
     cfg: TrainConfig,
     batch_size: int,
     optimizer: torch.optim.Optimizer | None = None,
@@ -97,7 +97,7 @@ def train_local(
 
 
 @torch.no_grad()
-def mean_loss(model: ReportGenerator, exams: ExamTensors, batch_size: int = 64,
+def mean_loss(model: ReportGenerator, exams: Exams, batch_size: int = 64,
               bf16: bool = True) -> float:
     device = next(model.parameters()).device
     model.eval()
@@ -112,7 +112,7 @@ def mean_loss(model: ReportGenerator, exams: ExamTensors, batch_size: int = 64,
 
 
 @torch.no_grad()
-def generate_reports(model: ReportGenerator, exams: ExamTensors, tokenizer: ReportTokenizer, num_beams: int = 1,
+def generate_reports(model: ReportGenerator, exams: Exams, tokenizer: ReportTokenizer, num_beams: int = 1,
                      batch_size: int = 64, bf16: bool = True) -> list[str]:
     """Generated reports in the order of exams.rows()."""
     device = next(model.parameters()).device
@@ -126,7 +126,7 @@ def generate_reports(model: ReportGenerator, exams: ExamTensors, tokenizer: Repo
     return out
 
 
-def validation_gradient(model: ReportGenerator, exams: ExamTensors, batch_size: int
+def validation_gradient(model: ReportGenerator, exams: Exams, batch_size: int
                         ) -> tuple[dict[str, torch.Tensor], int]:
     """grad of the mean validation loss w.r.t. the trainable tensors (first-order meta step)."""
     device = next(model.parameters()).device

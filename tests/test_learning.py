@@ -10,10 +10,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from data_adapters.dataset import concat_exams
 from data_adapters.synthetic import SyntheticConfig, generate_federation
 from fedtar.config import apply_overrides, load_config
 from fedtar.evaluation import evaluate_model
+from fedtar.exams import concat_exams
 from fedtar.model import adapt_model, build_model, load_model
 from fedtar.pretrain import pretrain_base
 from fedtar.site import load_site

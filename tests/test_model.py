@@ -9,12 +9,12 @@ from transformers import GPT2LMHeadModel, ViTModel
 
 from dataclasses import fields
 
-from data_adapters.dataset import Batch, load_exams
 from data_adapters.records import read_manifest
 from fedtar.adapters import PatientLoRALinear
 from fedtar.backbones import tiny_decoder_config, tiny_encoder_config
 from fedtar.config import load_config
 from fedtar.demographics import PatientAssigner
+from fedtar.exams import Batch, load_exams
 from fedtar.model import adapt_model, build_model, load_model, save_model
 from fedtar.parameters import get_travelling_state, set_travelling_state, size_report, travelling_specs
 from fedtar.tokenizer import ReportTokenizer

@@ -237,13 +237,15 @@ def test_hospital_ct_exams_become_windowed_volumes(hospital):
     records = read_manifest(prepared.manifests[0]).records
     assert [r.visit_index for r in records] == [1, 2] and records[1].days_since_prior == 365
     assert all(r.image_paths[0].name.endswith(".nii.gz") for r in records)
-    from data_adapters.dataset import image_transform, load_exams
+    from data_adapters.dataset import image_reader
+    from fedtar.exams import load_exams
     from fedtar.tokenizer import ReportTokenizer
 
     tok = ReportTokenizer.train([r.findings for r in records])
-    exams = load_exams(prepared.manifests[0], tok, transform=image_transform(16, volume_depth=8))
-    assert tuple(exams.images.shape) == (2, 3, 16, 16, 8)
-    lung = exams.images[0, 0, 5, 5, :]
+    exams = load_exams(prepared.manifests[0], tok, reader=image_reader(16, volume_depth=8))
+    images = exams.gather(torch.arange(len(exams))).images
+    assert tuple(images.shape) == (2, 3, 16, 16, 8)
+    lung = images[0, 0, 5, 5, :]
     assert torch.all(lung[1:] >= lung[:-1]) and lung[-1] > lung[0]  # HU rise from feet to head
 
 

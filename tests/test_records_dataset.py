@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from data_adapters.dataset import load_exams
 from data_adapters.records import MANIFEST_COLUMNS, ManifestError, read_manifest
+from fedtar.exams import load_exams
 from fedtar.tokenizer import ReportTokenizer
 
 
@@ -52,9 +52,10 @@ def test_visits_in_date_order_with_gaps(small_federation, tmp_path):
 
 def test_batches_carry_images_tokens_profiles_and_priors(small_federation, tokenizer):
     exams = load_exams(small_federation[0], tokenizer, image_size=32, max_tokens=80)
-    assert exams.images.shape == (len(exams), 1, 32, 32)
-    assert 0.0 <= float(exams.images.min()) and float(exams.images.max()) <= 1.0
     batch = next(exams.batches(len(exams)))
+    images = batch.images
+    assert images.shape == (len(exams), 1, 32, 32)
+    assert 0.0 <= float(images.min()) and float(images.max()) <= 1.0
     first = batch.visit_index == 1
     assert not batch.has_prior[first].any() and batch.has_prior[~first].all()
     # The prior image and report are those of the same patient's previous visit.
@@ -63,7 +64,7 @@ def test_batches_carry_images_tokens_profiles_and_priors(small_federation, token
         j = int(exams.prior_index[i])
         assert exams.records[j].patient_id == r.patient_id
         assert exams.records[j].visit_index == r.visit_index - 1
-        assert torch.equal(batch.prior_images[i], exams.images[j])
+        assert torch.equal(batch.prior_images[i], images[j])
         assert torch.equal(batch.prior_ids[i], exams.input_ids[j])
         assert tokenizer.decode(batch.prior_ids[i].tolist()) == exams.records[j].findings.lower()
     assert batch.prior_images[first].abs().sum() == 0
