@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import torch
 from fedtar.config import FedTARConfig, apply_overrides
 from fedtar.model import MODEL_FILE, ReportGenerator, adapt_model, load_model
 from fedtar.parameters import set_travelling_state
+from fedtar.run_pins import check_base, parse_override_keys, pins, resume_changes
 from fedtar.tokenizer import ReportTokenizer
 
 LATEST = "latest.pt"
@@ -27,11 +30,13 @@ RECEIVED_FILE = "received.jsonl"  # digest of every reply the server received (s
 
 
 def save_checkpoint(folder: str | Path, server_round: int, global_state: dict[str, torch.Tensor],
-                    strategy_state: dict[str, Any], config: dict[str, Any], history: list[dict]) -> Path:
+                    strategy_state: dict[str, Any], config: dict[str, Any], history: list[dict],
+                    pins: dict[str, str] | None = None) -> Path:
+    """`pins`: the base and config hashes the round was trained with (fedtar.run_pins)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     payload = {"round": server_round, "global": global_state, "strategy": strategy_state, "config": config,
-               "history": history, "rng": torch.get_rng_state()}
+               "history": history, "rng": torch.get_rng_state(), "pins": pins or {}}
     path = folder / f"round-{server_round:04d}.pt"
     tmp = path.with_suffix(".tmp")
     torch.save(payload, tmp)
@@ -40,6 +45,53 @@ def save_checkpoint(folder: str | Path, server_round: int, global_state: dict[st
     torch.save(payload, tmp_latest)
     os.replace(tmp_latest, folder / LATEST)
     return path
+
+
+def prepare_run_folder(folder: str | Path, resume: bool, overwrite: bool = False) -> None:
+    """A new run (not --resume) starts in a folder without an earlier run's checkpoints, replies log
+    and results: it refuses such a folder, or with `overwrite` removes them first (stale later-round
+    checkpoints would otherwise be resumed later, and received.jsonl would mix runs)."""
+    folder = Path(folder)
+    old = [p for p in (folder / "checkpoints", folder / RECEIVED_FILE, folder / RESULTS_FILE,
+                       folder / FINAL_STATE_FILE) if p.exists()]
+    if resume or not old:
+        return
+    if not overwrite:
+        raise ValueError(f"{folder} holds an earlier run ({', '.join(p.name for p in old)}): pass --resume to "
+                         "continue it, or --overwrite (run config overwrite = true) to start over")
+    for p in old:
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+
+@dataclass
+class RunStart:
+    checkpoint: dict[str, Any] | None  # the latest checkpoint when resuming
+    pins: dict[str, str]                # this run's base and config hashes
+    changes: dict[str, list]            # config keys a resume changes: {key: [checkpoint's, now]}
+
+
+def open_run(folder: str | Path, cfg: FedTARConfig, base_dir: str | Path, resume: bool, overwrite: bool = False,
+             override: str = "") -> RunStart:
+    """Every check before a run writes anything: no earlier run's files unless resuming (or overwrite),
+    and a resume continues with the checkpoint's base and config (keys named in `override` aside)."""
+    folder = Path(folder)
+    prepare_run_folder(folder, resume, overwrite)
+    current = pins(cfg, base_dir)
+    ckpt = load_checkpoint(folder / "checkpoints") if resume else None
+    changes = {}
+    if ckpt is not None:
+        changes = resume_changes(ckpt["config"], ckpt.get("pins", {}), cfg, current, parse_override_keys(override),
+                                 str(folder / "checkpoints" / LATEST))
+    return RunStart(ckpt, current, changes)
+
+
+def trim_received(folder: str | Path, last_round: int) -> None:
+    """Drop received.jsonl lines of rounds after the checkpoint (a kill between the log and the
+    checkpoint would otherwise list that round twice once it is redone)."""
+    path = Path(folder) / RECEIVED_FILE
+    if path.is_file():
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        path.write_text("".join(line + "\n" for line in lines if json.loads(line).get("round", 0) <= last_round))
 
 
 def load_checkpoint(folder: str | Path) -> dict[str, Any] | None:
@@ -62,6 +114,7 @@ def load_trained(folder: str | Path) -> tuple[ReportGenerator, ReportTokenizer]:
         raise FileNotFoundError(f"{folder}: neither a saved model ({MODEL_FILE}) nor a finished run "
                                 f"({RUN_FILE} and {FINAL_STATE_FILE})")
     run = json.loads((folder / RUN_FILE).read_text())
+    check_base(run, run["base_dir"], str(folder / RUN_FILE))
     base, tokenizer = load_model(run["base_dir"])
     model = adapt_model(base, apply_overrides(FedTARConfig(), run["config"]))
     set_travelling_state(model, torch.load(folder / FINAL_STATE_FILE, map_location="cpu"))

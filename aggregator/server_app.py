@@ -21,7 +21,7 @@ from aggregator.server_loop import FederationResult, RunPaths, run_federation
 from fedtar.config import FedTARConfig, load_config
 from fedtar.model import ARCHITECTURE_KEYS, CONFIG_FILE
 
-PATH_KEYS = ("base-dir", "out-dir", "data-root", "data-sites", "resume", "config")
+PATH_KEYS = ("base-dir", "out-dir", "data-root", "data-sites", "resume", "config", "overwrite", "resume-override")
 
 
 def settings(values: Mapping[str, Any]) -> tuple[FedTARConfig, RunPaths]:
@@ -35,12 +35,16 @@ def settings(values: Mapping[str, Any]) -> tuple[FedTARConfig, RunPaths]:
         saved = json.loads(base_config.read_text())
         overrides = {**{k: saved[k] for k in ARCHITECTURE_KEYS if k in saved}, **overrides}
     cfg = load_config(values.get("config") or None, overrides)
-    resume = values.get("resume", False)
     paths = RunPaths(base_dir=str(values["base-dir"]), out_dir=str(values.get("out-dir", "runs/federation")),
                      data_root=str(values["data-root"]) if values.get("data-root") else None,
-                     data_sites=str(values.get("data-sites", "")),
-                     resume=resume if isinstance(resume, bool) else str(resume).lower() in ("1", "true", "yes"))
+                     data_sites=str(values.get("data-sites", "")), resume=_flag(values.get("resume", False)),
+                     overwrite=_flag(values.get("overwrite", False)),
+                     resume_override=str(values.get("resume-override", "")))
     return cfg, paths
+
+
+def _flag(value: Any) -> bool:
+    return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
 
 
 def run_from_values(grid: Grid, values: Mapping[str, Any]) -> FederationResult:

@@ -24,8 +24,10 @@ from aggregator.checkpoint import (
     RECEIVED_FILE,
     RESULTS_FILE,
     RUN_FILE,
-    load_checkpoint,
+    RunStart,
+    open_run,
     save_checkpoint,
+    trim_received,
 )
 from aggregator.strategies import STRATEGIES, FederatedStrategy, Scaffold
 from data_adapters.records import find_manifests
@@ -46,6 +48,8 @@ class RunPaths:
     data_root: str | None = None   # simulation: the synthetic/prepared federation folder
     data_sites: str = ""           # simulation: comma-separated site indices the nodes map to
     resume: bool = False
+    overwrite: bool = False        # a new run in a folder with an earlier run's checkpoints: remove them
+    resume_override: str = ""      # config keys a resume may change (comma list; fedtar.run_pins)
 
 
 @dataclass
@@ -107,10 +111,10 @@ def wait_for_nodes(grid: Grid, needed: int, deadline_s: float) -> list[int]:
 def run_federation(grid: Grid, cfg: FedTARConfig, paths: RunPaths) -> FederationResult:
     fed = cfg.federation
     out = Path(paths.out_dir)
+    start = open_run(out, cfg, paths.base_dir, paths.resume, paths.overwrite, paths.resume_override)
     out.mkdir(parents=True, exist_ok=True)
-    # What `fedtar evaluate --model OUT` needs to rebuild the final model: the base and the config.
-    (out / RUN_FILE).write_text(json.dumps({"base_dir": str(Path(paths.base_dir).resolve()),
-                                            "config": cfg.to_flat()}, indent=2, default=str))
+    (out / RESULTS_FILE).unlink(missing_ok=True)  # an earlier attempt's results are not this run's
+    _write_run_file(out, cfg, paths, start)
     base, _ = load_model(paths.base_dir)
     torch.manual_seed(cfg.train.seed)
     model = adapt_model(base, cfg)
@@ -125,11 +129,13 @@ def run_federation(grid: Grid, cfg: FedTARConfig, paths: RunPaths) -> Federation
     strategy.summary()
     history: list[dict[str, Any]] = []
     first_round = 1
-    if paths.resume and (ckpt := load_checkpoint(out / "checkpoints")) is not None:
+    if (ckpt := start.checkpoint) is not None:
         state, history, first_round = ckpt["global"], ckpt["history"], ckpt["round"] + 1
         strategy.restore(ckpt["strategy"])
         torch.set_rng_state(ckpt["rng"])
-        log.info("resuming after round %d from %s", ckpt["round"], out / "checkpoints")
+        trim_received(out, ckpt["round"])
+        log.info("resuming after round %d from %s%s", ckpt["round"], out / "checkpoints",
+                 f" with changed config keys {start.changes}" if start.changes else "")
     for server_round in range(first_round, fed.rounds + 1):
         new_state, entry = None, {}
         for attempt in range(fed.round_retries + 1):
@@ -145,7 +151,7 @@ def run_federation(grid: Grid, cfg: FedTARConfig, paths: RunPaths) -> Federation
                 "rejected": {str(r.node_id): r.reason for r in strategy.report.rejected},
                 "train_loss": float(dict(metrics or {}).get("train-loss", float("nan"))),
                 "bytes_received": strategy.bytes_received, "seconds": round(time.monotonic() - started, 2),
-                **strategy.info,
+                **strategy.info, **({"config_changes": start.changes} if start.changes else {}),
             }
             privacy = f", epsilon {entry['epsilon']:.3g} (delta {cfg.privacy.delta:g})" if "epsilon" in entry else ""
             log.info("round %d: %d sites answered, %d valid, train loss %.4f, alpha %s, %.2f MiB received, %.1fs%s",
@@ -167,7 +173,7 @@ def run_federation(grid: Grid, cfg: FedTARConfig, paths: RunPaths) -> Federation
             entry["eval"] = _evaluate(grid, strategy, state, server_round, fed.round_timeout)
         _log_received(out, strategy)
         save_checkpoint(out / "checkpoints", server_round, state, strategy.checkpoint_state(), cfg.to_flat(),
-                        history)
+                        history, start.pins)
     result = FederationResult("completed", fed.rounds, history, global_state=state)
     result.metrics = _evaluate(grid, strategy, state, fed.rounds, fed.round_timeout)
     if history and fed.eval_every > 0:
@@ -177,6 +183,18 @@ def run_federation(grid: Grid, cfg: FedTARConfig, paths: RunPaths) -> Federation
     log.info("final evaluation over %d sites: %s", len(result.site_metrics),
              {k: round(v, 4) for k, v in result.metrics.items() if "visit" not in k})
     return _finish(out, result, "")
+
+
+def _write_run_file(out: Path, cfg: FedTARConfig, paths: RunPaths, start: RunStart) -> None:
+    """What `fedtar evaluate --model OUT` needs to rebuild the final model (the base and the config) and
+    what the run is pinned to (their hashes); a resume that changed keys is listed under "resumes"."""
+    path = out / RUN_FILE
+    previous = json.loads(path.read_text()) if start.checkpoint is not None and path.is_file() else {}
+    resumes = previous.get("resumes", [])
+    if start.checkpoint is not None:
+        resumes.append({"after_round": start.checkpoint["round"], "config_changes": start.changes})
+    path.write_text(json.dumps({"base_dir": str(Path(paths.base_dir).resolve()), "config": cfg.to_flat(),
+                                **start.pins, **({"resumes": resumes} if resumes else {})}, indent=2, default=str))
 
 
 def _log_received(out: Path, strategy: FederatedStrategy) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from aggregator.server_app import make_server_app, run_from_values
-from aggregator.checkpoint import FINAL_STATE_FILE, RESULTS_FILE
+from aggregator.checkpoint import FINAL_STATE_FILE, RESULTS_FILE, open_run
 from clients.client_app import app as client_app
 from clients.site_runtime import evaluate_site, site_runtime
 from data_adapters.records import find_manifests
@@ -33,6 +33,7 @@ from fedtar.config import FedTARConfig, apply_overrides, validate_config
 from fedtar.demo import train_central
 from fedtar.evaluation import REPORT_COLUMNS, evaluate_model, flat_metrics
 from fedtar.model import adapt_model, load_model
+from fedtar.output_folder import safe_child
 from fedtar.pretrain import pretrain_base
 from fedtar.site import load_site
 from fedtar.tables import format_table
@@ -58,6 +59,7 @@ class SimulationPlan:
     holdout_site: int | None = None   # train on the other sites, evaluate on this one
     engine: str = "ray"               # ray | inprocess
     resume: bool = False              # continue each run from its last checkpoint
+    resume_override: str = ""         # config keys a resume may change (fedtar.run_pins)
     skip_done: bool = False           # reuse runs whose results.json says completed (resumable sweeps)
     pretrain_epochs: int | None = None  # None: fedtar.pretrain.DEFAULT_PRETRAIN_EPOCHS
 
@@ -111,10 +113,12 @@ def _centralized(cfg: FedTARConfig, base_dir: Path, manifests: list[Path], test_
 
 def run_simulations(out: str | Path, cfg: FedTARConfig, plan: SimulationPlan,
                     synth: SyntheticConfig = SyntheticConfig(), base_dir: str | Path | None = None,
-                    data: str | None = None, pool: SyntheticConfig | None = None) -> list[RunSummary]:
+                    data: str | None = None, pool: SyntheticConfig | None = None,
+                    overwrite: bool = False) -> list[RunSummary]:
     """`data`: prepared manifests (a federation folder or a comma list of manifest files) to use
     instead of the synthetic federation written under OUT/federation. `pool`: the synthetic public
-    pool the base is pretrained on when no base is given (default: fedtar.pretrain's)."""
+    pool the base is pretrained on when no base is given (default: fedtar.pretrain's). A run folder
+    holding an earlier run is refused unless resuming or `overwrite` (sweeps redo unfinished runs)."""
     out = Path(out)
     if data:
         data_root, manifests = data, find_manifests(data)
@@ -141,8 +145,8 @@ def run_simulations(out: str | Path, cfg: FedTARConfig, plan: SimulationPlan,
         strategy = variant.strategy
         run_cfg = apply_overrides(cfg, {**variant.overrides, "train.seed": seed, "federation.strategy": strategy,
                                         "federation.min_sites": min_sites})
-        run_dir = out / "runs" / (f"holdout-{plan.holdout_site}" if plan.holdout_site is not None else "all") \
-            / variant.name / f"seed-{seed}"
+        run_dir = safe_child(out / "runs" / (f"holdout-{plan.holdout_site}" if plan.holdout_site is not None
+                                             else "all"), variant.name, "setting name") / f"seed-{seed}"
         if plan.skip_done and (done := _finished(run_dir)) is not None:
             log.info("[%d/%d] %s seed %d: done before, reusing %s", i, len(runs), variant.name, seed, run_dir)
             summaries.append(RunSummary(variant.name, seed, "completed", done.get("metrics", {}),
@@ -159,8 +163,11 @@ def run_simulations(out: str | Path, cfg: FedTARConfig, plan: SimulationPlan,
                                                            indent=2, default=float))
             summaries.append(RunSummary(variant.name, seed, "completed", metrics, [], run_dir))
             continue
+        # Refused or cleaned here, before the engine starts (the server checks again).
+        open_run(run_dir, run_cfg, base_dir, plan.resume, overwrite or plan.skip_done, plan.resume_override)
         values = {**run_cfg.to_flat(), "base-dir": str(base_dir), "data-root": data_root,
-                  "out-dir": str(run_dir), "data-sites": ",".join(map(str, sites)), "resume": plan.resume}
+                  "out-dir": str(run_dir), "data-sites": ",".join(map(str, sites)), "resume": plan.resume,
+                  "resume-override": plan.resume_override}
         _engine_run(values, len(sites), plan.engine)
         result = json.loads((run_dir / RESULTS_FILE).read_text())
         metrics = result.get("metrics", {})

@@ -20,6 +20,7 @@ import datetime as dt
 import hashlib
 import hmac
 import logging
+import os
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -91,11 +92,31 @@ class Pseudonymizer:
         return scrub_text(text, (source_patient_id, *identifiers), shift)
 
 
-def load_or_create_secret(path: str | Path) -> bytes:
-    """The site secret: read it, or create it (32 random bytes, owner-only) on first use."""
+def load_or_create_secret(path: str | Path, out: str | Path | None = None) -> bytes:
+    """The site secret: read it, or create it (32 random bytes, owner-only) on first use.
+
+    Refused (before any work): a secret inside the output folder `out` (it would travel with the
+    data), one other users can read (anyone holding it can recompute the pseudonyms), a folder
+    or a file that cannot be read or is not hex."""
     path = Path(path)
+    if out is not None and Path(out).resolve() in path.resolve().parents:
+        raise ValueError(f"--secret {path}: the site secret is inside the output folder {out}; keep it outside "
+                         "the data (it would be copied with the manifests)")
+    if path.exists() and not path.is_file():
+        raise ValueError(f"--secret {path}: not a file (a folder or a device); give the path of the secret file")
     if path.is_file():
-        secret = bytes.fromhex(path.read_text().strip())
+        mode = path.stat().st_mode & 0o777
+        if os.name == "posix" and mode & 0o077:
+            raise ValueError(f"--secret {path}: readable by other users (mode {mode:o}); anyone with it can "
+                             f"recompute the pseudonyms: run `chmod 600 {path}`")
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ValueError(f"--secret {path}: cannot read the site secret: {e}") from None
+        try:
+            secret = bytes.fromhex(text.strip())
+        except ValueError:
+            raise ValueError(f"--secret {path}: not a site secret (want hex digits)") from None
         if len(secret) < 16:
             raise ValueError(f"{path}: site secret too short (want at least 16 bytes as hex)")
         return secret

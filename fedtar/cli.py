@@ -41,14 +41,18 @@ def _positive_float(text: str) -> float:
 
 
 def _synth(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
     from data_adapters.summary import summary_text
     from data_adapters.synthetic import SyntheticConfig, generate_federation
+    from fedtar.output_folder import claim_output, content_hash
 
     cfg = SyntheticConfig(sites=args.sites, patients=args.patients, visits=args.visits, seed=args.seed,
                           image_size=args.image_size, timeline_spread=args.timeline_spread,
                           drift_events=args.drift_events, demographic_signal=args.demographic_signal,
                           split=args.split)
-    manifests = generate_federation(args.out, cfg)
+    with claim_output(args.out, "synth", overwrite=args.overwrite, stamp={"config_sha256": content_hash(asdict(cfg))}):
+        manifests = generate_federation(args.out, cfg)
     print(f"Wrote {len(manifests)} site manifests under {Path(args.out).resolve()}")
     print(summary_text(manifests))
     return 0
@@ -89,11 +93,13 @@ def _base_hash(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from data_adapters.synthetic import SyntheticConfig
     from fedtar.demo import by_visit_table, metrics_table, run_demo
+    from fedtar.output_folder import claim_output
 
     cfg = _config(args, synthetic=True)
     synth = SyntheticConfig(sites=args.sites, patients=args.patients, visits=args.visits)
-    result = run_demo(args.out, cfg, epochs=args.epochs, pretrain_epochs=args.pretrain_epochs, synth=synth,
-                      base_dir=args.base)
+    with claim_output(args.out, "demo", _base_input(args), args.overwrite, _run_stamp(cfg, args)):
+        result = run_demo(args.out, cfg, epochs=args.epochs, pretrain_epochs=args.pretrain_epochs, synth=synth,
+                          base_dir=args.base)
     print("\nHeld-out patients (test split of every site), greedy decoding:")
     print(metrics_table([("pretrained base, adapters untrained", result.before),
                          ("patient-adaptive LoRA, central", result.after)]))
@@ -114,16 +120,21 @@ def _simulate(args: argparse.Namespace) -> int:
         per_visit_table,
         run_simulations,
     )
+    from data_adapters.records import find_manifests
     from data_adapters.synthetic import SyntheticConfig
     from fedtar.config import apply_overrides
+    from fedtar.output_folder import claim_output, manifest_inputs
 
     overrides = {"federation.rounds": args.rounds} if args.rounds is not None else {}
     cfg = apply_overrides(_config(args, synthetic=True), overrides)
     plan = SimulationPlan(strategies=args.strategies.split(","), seeds=[int(s) for s in args.seeds.split(",")],
                           holdout_site=args.holdout_site, engine=args.engine, pretrain_epochs=args.pretrain_epochs,
-                          resume=args.resume)
+                          resume=args.resume, resume_override=args.resume_override or "")
     synth = SyntheticConfig(sites=args.sites, patients=args.patients, visits=args.visits)
-    summaries = run_simulations(args.out, cfg, plan, synth, base_dir=args.base, data=args.data)
+    inputs = {**_base_input(args), **(manifest_inputs("--data", find_manifests(args.data)) if args.data else {})}
+    with claim_output(args.out, "simulate", inputs, args.overwrite, _run_stamp(cfg, args)):
+        summaries = run_simulations(args.out, cfg, plan, synth, base_dir=args.base, data=args.data,
+                                    overwrite=args.overwrite)
     where = f"held-out site {args.holdout_site}" if args.holdout_site is not None else "test patients of every site"
     print(f"\nFinal global model on {where} (mean ± std over seeds {args.seeds}):")
     print(comparison_table(summaries))
@@ -142,16 +153,21 @@ def _simulate(args: argparse.Namespace) -> int:
 def _pseudonymizer(args: argparse.Namespace):
     from data_adapters.deid import Pseudonymizer, load_or_create_secret
 
-    return Pseudonymizer(load_or_create_secret(Path(args.secret).expanduser()), args.date_shift_days)
+    return Pseudonymizer(load_or_create_secret(Path(args.secret).expanduser(), args.out), args.date_shift_days)
 
 
 def _prepare_mimic(args: argparse.Namespace) -> int:
     from data_adapters.mimic_cxr import MimicOptions, prepare_mimic_cxr
+    from fedtar.output_folder import claim_output, ensure_not_inside
 
     opts = MimicOptions(sites=args.sites, partition=args.partition, dirichlet_alpha=args.alpha, views=args.views,
                         per_study=args.per_study, image_size=args.image_size, seed=args.seed, workers=args.workers)
-    prepared = prepare_mimic_cxr(args.root, args.patients, args.out, _pseudonymizer(args), opts, args.reports,
-                                 progress=not args.no_progress)
+    inputs = {"--root": args.root, "--patients": args.patients, **({"--reports": args.reports} if args.reports else {})}
+    ensure_not_inside(args.out, inputs)  # inputs first: a missing --root is named before a secret is made
+    pseudonymizer = _pseudonymizer(args)
+    with claim_output(args.out, "prepare mimic-cxr", inputs, args.overwrite):
+        prepared = prepare_mimic_cxr(args.root, args.patients, args.out, pseudonymizer, opts, args.reports,
+                                     progress=not args.no_progress)
     print(prepared.summary)
     print(f"\nWrote {len(prepared.manifests)} site manifest(s) under {Path(args.out).resolve()}")
     return 0 if prepared.manifests else 1
@@ -159,11 +175,17 @@ def _prepare_mimic(args: argparse.Namespace) -> int:
 
 def _prepare_dicom(args: argparse.Namespace) -> int:
     from data_adapters.dicom import DicomOptions, prepare_dicom
+    from fedtar.output_folder import claim_output, ensure_not_inside, safe_child
 
     opts = DicomOptions(site_id=args.site_id, modality=args.modality, views=args.views, per_study=args.per_study,
                         image_size=args.image_size, allow_burned_in=args.allow_burned_in, workers=args.workers)
-    prepared = prepare_dicom(args.root, args.out, _pseudonymizer(args), opts, args.reports_csv,
-                             progress=not args.no_progress)
+    safe_child(args.out, args.site_id, "--site-id")
+    inputs = {"--root": args.root, **({"--reports-csv": args.reports_csv} if args.reports_csv else {})}
+    ensure_not_inside(args.out, inputs)
+    pseudonymizer = _pseudonymizer(args)
+    with claim_output(args.out, "prepare dicom", inputs, args.overwrite):
+        prepared = prepare_dicom(args.root, args.out, pseudonymizer, opts, args.reports_csv,
+                                 progress=not args.no_progress)
     print(prepared.summary)
     print(f"\nWrote {len(prepared.manifests)} site manifest(s) under {Path(args.out).resolve()}")
     return 0 if prepared.manifests else 1
@@ -172,18 +194,29 @@ def _prepare_dicom(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from aggregator.checkpoint import load_trained
     from data_adapters.records import find_manifests
-    from fedtar.evaluation import STANDARD_COLUMNS, clinical_protocol_rows, evaluate_manifests, write_generated
+    from fedtar.evaluation import (
+        GENERATED_COLUMNS,
+        STANDARD_COLUMNS,
+        clinical_protocol_rows,
+        evaluate_manifests,
+        write_generated,
+    )
+    from fedtar.output_folder import claim_output_file, manifest_inputs
     from fedtar.metrics.chexbert import chexbert_labeler
     from fedtar.metrics.clinical import rule_labels
     from fedtar.tables import format_table
     from fedtar.tokenizer import unknown_rate
 
-    labeler = chexbert_labeler(args.chexbert_weights) if args.chexbert_weights else rule_labels
-    model, tokenizer = load_trained(args.model)
-    ev, parts = evaluate_manifests(model, tokenizer, find_manifests(args.data), args.split, args.beams,
-                                   not args.no_meteor, labeler)
+    manifests = find_manifests(args.data)
+    inputs = {"--model": args.model, **manifest_inputs("--data", manifests),
+              **({"--chexbert-weights": args.chexbert_weights} if args.chexbert_weights else {})}
+    with claim_output_file(args.out, "evaluate", ",".join(GENERATED_COLUMNS), inputs, args.overwrite):
+        labeler = chexbert_labeler(args.chexbert_weights) if args.chexbert_weights else rule_labels
+        model, tokenizer = load_trained(args.model)
+        ev, parts = evaluate_manifests(model, tokenizer, manifests, args.split, args.beams, not args.no_meteor,
+                                       labeler)
+        path = write_generated(args.out, parts, ev)
     unknown = unknown_rate(tokenizer, [r.report(model.cfg.data.section) for p in parts for r in p.records])
-    path = write_generated(args.out, parts, ev)
     print(f"{args.split} split: {len(ev.generated)} exams from {len(parts)} site(s); unknown-token rate of the "
           f"model's tokenizer on their reports: {unknown}"
           + (" -- above data.max_unknown_rate: the scores are measured on [UNK]s"
@@ -273,12 +306,38 @@ def _node(args: argparse.Namespace) -> int:
 
 def _experiment(args: argparse.Namespace) -> int:
     from aggregator.experiment import load_sweep, run_sweep
+    from data_adapters.records import find_manifests
     from fedtar.config import parse_set_args
+    from fedtar.output_folder import claim_output, content_hash
 
     sweep = load_sweep(args.config, parse_set_args(args.set))
-    out = run_sweep(sweep, args.out, progress=not args.no_progress)
+    e = sweep.experiment
+    inputs = {"--config": args.config, **({"base": e.base} if e.base else {}),
+              **(manifest_inputs("data", find_manifests(e.data)) if e.data else {})}
+    with claim_output(args.out or e.out, "experiment compare", inputs, args.overwrite,
+                      {"sweep_sha256": content_hash(Path(args.config).read_text())}):
+        out = run_sweep(sweep, args.out, progress=not args.no_progress)
     print(f"Tables: {out / 'results.md'}\nPlots: {out / 'plots'}\nAll runs: {out / 'summary.json'}")
     return 0
+
+
+def _base_input(args: argparse.Namespace) -> dict[str, str]:
+    return {"--base": args.base} if args.base else {}
+
+
+def _run_stamp(cfg, args: argparse.Namespace) -> dict[str, str]:
+    """What a run folder's results depend on: the config, and the base when one is given."""
+    from fedtar.base_hash import base_sha256
+    from fedtar.output_folder import content_hash
+
+    return {"config_sha256": content_hash(cfg.to_flat()), **({"base_sha256": base_sha256(args.base)}
+                                                             if args.base else {})}
+
+
+def _add_overwrite_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--overwrite", action="store_true", help="write into an output folder (or file) another "
+                   "command wrote, or that holds files no fedtar command stamped; a run folder's old "
+                   "checkpoints are removed")
 
 
 def _add_federation_size_args(p: argparse.ArgumentParser) -> None:
@@ -314,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="add an age-only statement (aortic calcification from 75)")
     fta.add_argument("--split", choices=("patient", "prospective"), default="patient",
                      help="prospective: per site, the last exams by date (from a cut date on) are the test split")
+    _add_overwrite_arg(p)
     p.set_defaults(func=_synth)
 
     p = sub.add_parser("synth-mimic", help="write a MIMIC-CXR-JPG rehearsal archive (layout, tables, report "
@@ -346,6 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrain-epochs", type=POSITIVE, help=PRETRAIN_EPOCHS_HELP)
     _add_federation_size_args(p)
     _add_config_args(p)
+    _add_overwrite_arg(p)
     p.set_defaults(func=_demo)
 
     p = sub.add_parser("simulate", help="run a local multi-site federation on the synthetic data and compare")
@@ -360,9 +421,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="prepared manifests instead of the synthetic federation: a folder written by "
                    "`fedtar prepare` (or with */manifest.csv) or a comma list of manifest files")
     p.add_argument("--engine", choices=("ray", "inprocess"), default="ray")
-    p.add_argument("--resume", action="store_true", help="continue each run from its last round checkpoint")
+    p.add_argument("--resume", action="store_true", help="continue each run from its last round checkpoint "
+                   "(refused when the base or the config differ from the checkpoint's)")
+    p.add_argument("--resume-override", metavar="KEYS", help="with --resume: config keys (comma list, under "
+                   "train/client/federation/meta/privacy) that may differ from the checkpoint's; recorded per round")
     p.add_argument("--pretrain-epochs", type=POSITIVE, help=PRETRAIN_EPOCHS_HELP)
     _add_config_args(p)
+    _add_overwrite_arg(p)
     p.set_defaults(func=_simulate)
 
     p = sub.add_parser("prepare", help="turn a real archive into de-identified site manifests")
@@ -395,6 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--workers", type=NONNEGATIVE, default=0, help="processes decoding images (default 0: the "
                        "machine's cores); an interrupted prepare rerun with the same arguments continues")
         q.add_argument("--no-progress", action="store_true", help="no progress bar")
+        _add_overwrite_arg(q)
     m.set_defaults(func=_prepare_mimic)
     d.set_defaults(func=_prepare_dicom)
 
@@ -405,6 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", help="output folder (default: [experiment] out)")
     q.add_argument("--set", action="append", metavar="KEY=VALUE", help="FedTAR config key for every run")
     q.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_overwrite_arg(q)
     q.set_defaults(func=_experiment)
 
     p = sub.add_parser("certs", help="a CA, the SuperLink's TLS certificate and one key pair per site")
@@ -438,6 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chexbert-weights", help="a local chexbert.pth: label with CheXbert (needs the optional "
                    "f1chexbert package; never downloaded) instead of the rule-based labeler")
     p.add_argument("--out", default="generated_reports.csv", help="CSV of generated and reference reports")
+    _add_overwrite_arg(p)
     p.set_defaults(func=_evaluate)
     return parser
 
