@@ -84,10 +84,17 @@ def _refuse(msg: Message, context: Context, problems: list[str]) -> None:
     raise NodeRefusal(f"node refuses: {reason}")
 
 
+class EmptySite(ValueError):
+    """A site with no training rows: its reply is an error the server leaves out, never an update."""
+
+
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     rt, config = _runtime(msg, context)
     strategy, server_round = str(config["strategy"]), int(config["server-round"])
+    if not rt.site.split("train").num_examples():
+        raise EmptySite(f"site {rt.site.name} has no exams in its train split (all its rows are in other "
+                        "splits or were skipped): nothing to train, no update sent")
     global_state = state_from_record(msg.content["global"])
     content = RecordDict()
     metrics: dict[str, float] = {}

@@ -23,6 +23,7 @@ from monai.transforms import CastToType, Compose, LoadImage, Orientation, Resize
 from PIL import Image
 
 from .ct import HUWindows
+from .image_mode import match_channels, read_failure
 from .records import SkippedRow
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,10 @@ class Decode:
 
     def __call__(self, path: str) -> torch.Tensor:
         image = self.load(path)
-        return image if self.keep_meta else torch.as_tensor(image.as_tensor()).contiguous()
+        if self.keep_meta:
+            return image
+        # Radiographs are grey: RGB/RGBA/LA files become one channel (the model expands it to its encoder's).
+        return match_channels(torch.as_tensor(image.as_tensor()).contiguous(), 1)
 
 
 def image_reader(image_size: int, volume_depth: int = 0, hu_windows: Sequence[str] = (),
@@ -180,7 +184,7 @@ class ImageStore:
                 ok[j] = True
             except Exception as e:  # any reader failure: a file removed, truncated or replaced since the check
                 failed.append((key, SkippedRow(self.origin, self.lines[key],
-                                               f"unreadable image {self.paths[key]}: {type(e).__name__}: {e}")))
+                                               f"unreadable {read_failure(self.paths[key], e)}")))
         self.mark_bad(failed)
         return LoadedImages(self.reader.finish(sources) if sources else None, ok, failed)
 

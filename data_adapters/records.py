@@ -29,6 +29,9 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import logging
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -128,6 +131,8 @@ def _parse_row(row: dict[str, str], base: Path) -> ExamRecord:
     if not paths:
         raise ValueError("no image path")
     for p in paths:
+        if not _inside(p, base):
+            raise ValueError(f"image path {p} is outside the manifest's folder {base} (images must lie under it)")
         if not p.is_file():
             raise ValueError(f"missing image {p}")
     split = row["split"].strip() or "train"
@@ -157,30 +162,79 @@ def _parse_row(row: dict[str, str], base: Path) -> ExamRecord:
     )
 
 
+def _inside(path: Path, base: Path) -> bool:
+    """Lexically under `base` (no '..' out of it, not absolute elsewhere); symlinks inside are the site's choice."""
+    root = os.path.normpath(os.path.abspath(base))
+    return os.path.normpath(os.path.abspath(path)).startswith(root + os.sep)
+
+
+def _rows(path: Path, f, skipped: list[SkippedRow]) -> Iterator[tuple[int, list[str]]]:
+    """(line, fields) per CSV row; a row the csv module cannot parse (a field over its size limit)
+    is skipped with its line, and reading goes on."""
+    reader = csv.reader(f)
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            skipped.append(SkippedRow(path, reader.line_num, f"unparsable CSV row: {e}"))
+            continue
+        yield reader.line_num, fields
+
+
 def read_manifest(path: str | Path) -> Manifest:
-    """Read a manifest; bad rows are skipped and listed, a bad file raises."""
+    """Read a manifest; bad rows are skipped and listed (a row with bytes that are not UTF-8 or a field
+    over the csv size limit included), a bad file (unreadable, no header, missing columns) raises."""
     path = Path(path)
+    records: list[ExamRecord] = []
+    skipped: list[SkippedRow] = []
     try:
-        with path.open(newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            missing = [c for c in MANIFEST_COLUMNS if c not in (reader.fieldnames or [])]
+        # surrogateescape: a byte that is not UTF-8 spoils its row only (found below), not the file.
+        with path.open(newline="", encoding="utf-8", errors="surrogateescape") as f:
+            rows = _rows(path, f, skipped)
+            header = next(rows, (0, []))[1]
+            if _has_bad_bytes(header):
+                raise ManifestError(f"{path}: the header line is not UTF-8")
+            missing = [c for c in MANIFEST_COLUMNS if c not in header]
             if missing:
                 raise ManifestError(f"{path}: missing column(s) {', '.join(missing)}")
-            records: list[ExamRecord] = []
-            skipped: list[SkippedRow] = []
-            for row in reader:
-                line = reader.line_num
-                if None in row or any(v is None for v in row.values()):
-                    skipped.append(SkippedRow(path, line, "wrong number of fields"))
+            for line, fields in rows:
+                if not fields:
+                    continue
+                if len(fields) != len(header):
+                    skipped.append(SkippedRow(path, line, f"wrong number of fields ({len(fields)}, the header has "
+                                                          f"{len(header)})"))
+                    continue
+                row = dict(zip(header, fields))
+                bad = [k for k, v in row.items() if _has_bad_bytes(v)]
+                if bad:
+                    skipped.append(SkippedRow(path, line, f"bytes that are not UTF-8 in column(s) {', '.join(bad)}"))
                     continue
                 try:
                     records.append(_parse_row(row, path.parent))
                     records[-1].line = line
                 except (ValueError, KeyError) as e:
                     skipped.append(SkippedRow(path, line, str(e)))
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
+    except OSError as e:
         raise ManifestError(f"{path}: cannot read manifest: {e}") from e
     return Manifest(path=path, records=assign_visits(records), skipped=skipped)
+
+
+def _has_bad_bytes(text: str | list[str]) -> bool:
+    items = [text] if isinstance(text, str) else text
+    return any("\udc80" <= ch <= "\udcff" for t in items for ch in t)
+
+
+def log_skips(log: logging.Logger, origin: str | Path, skipped: list[SkippedRow], shown: int = 5) -> None:
+    """A count and the first few skips at WARNING, each of the others at DEBUG (-v)."""
+    if not skipped:
+        return
+    more = f" (first {shown}; -v lists all)" if len(skipped) > shown else ""
+    log.warning("%s: skipped %d row(s)%s:\n  %s", origin, len(skipped), more,
+                "\n  ".join(str(s) for s in skipped[:shown]))
+    for s in skipped[shown:]:
+        log.debug("skipped %s", s)
 
 
 def assign_visits(records: list[ExamRecord]) -> list[ExamRecord]:

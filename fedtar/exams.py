@@ -19,7 +19,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from data_adapters.dataset import ImageReader, ImageStore, StoreUnion, check_image, image_reader
-from data_adapters.records import ExamRecord, Manifest, SkippedRow, assign_visits, read_manifest
+from data_adapters.image_mode import read_failure
+from data_adapters.records import ExamRecord, Manifest, SkippedRow, assign_visits, log_skips, read_manifest
 from fedtar.demographics import profile_vectors
 from fedtar.tokenizer import ReportTokenizer
 
@@ -204,9 +205,8 @@ def load_exams(
             check_image(r.image_paths[0], reader)
             readable.add(id(r))
         except Exception as e:  # any reader failure: corrupt file, wrong format, missing file
-            skipped.append(SkippedRow(origin, r.line, f"unreadable image {r.image_paths[0]}: {type(e).__name__}: {e}"))
-    if skipped:
-        log.warning("%s: skipped %d row(s); first: %s", origin, len(skipped), skipped[0])
+            skipped.append(SkippedRow(origin, r.line, f"unreadable {read_failure(r.image_paths[0], e)}"))
+    log_skips(log, origin, skipped)
     # Visits are recomputed after the drops, so no patient sequence has a hole.
     kept = assign_visits([r for r in records if id(r) in readable])
     key_to_row = {(r.site_id, r.patient_id, r.visit_index): j for j, r in enumerate(kept)}

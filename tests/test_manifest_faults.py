@@ -1,0 +1,57 @@
+"""Issue 13, manifests: one bad byte, one oversized field or one image outside the folder spoils its row
+only, named by file and line; skips are logged as a count and the first few."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import shutil
+
+from data_adapters.records import SkippedRow, log_skips, read_manifest
+
+
+def _site(federation_manifest, out):
+    shutil.copytree(federation_manifest.parent, out)
+    return out / "manifest.csv"
+
+
+def test_bad_bytes_and_an_oversized_field_skip_their_rows_only(small_federation, tmp_path):
+    manifest = _site(small_federation[0], tmp_path / "site")
+    lines = manifest.read_bytes().split(b"\n")
+    total = len(read_manifest(manifest).records)
+    lines[2] = lines[2].replace(b"site", b"s\xffite", 1)                    # line 3: not UTF-8
+    big = "x" * (csv.field_size_limit() + 10)
+    lines[4] = lines[4].split(b",", 1)[0] + b',"' + big.encode() + b'",' + lines[4].split(b",", 1)[1]  # line 5
+    manifest.write_bytes(b"\n".join(lines))
+    m = read_manifest(manifest)
+    reasons = {s.line: s.reason for s in m.skipped}
+    assert "bytes that are not UTF-8 in column(s) site_id" in reasons[3]
+    assert "unparsable CSV row" in reasons[5] and "field larger than field limit" in reasons[5]
+    assert len(m.records) == total - 2 and all(str(manifest) in str(s) for s in m.skipped)
+
+
+def test_image_paths_outside_the_manifests_folder_are_skipped(small_federation, tmp_path):
+    manifest = _site(small_federation[0], tmp_path / "site")
+    other = small_federation[1].parent / "images"
+    outside = next(other.iterdir())
+    with manifest.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    rows[0]["image_paths"] = "../../../../etc/passwd"
+    rows[1]["image_paths"] = str(outside)
+    with manifest.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    reasons = {s.line: s.reason for s in read_manifest(manifest).skipped}
+    assert set(reasons) == {2, 3}
+    assert all("is outside the manifest's folder" in r for r in reasons.values())
+
+
+def test_skips_are_logged_as_a_count_and_the_first_few(tmp_path, caplog):
+    skips = [SkippedRow(tmp_path / "m.csv", i, f"reason {i}") for i in range(2, 12)]
+    with caplog.at_level(logging.DEBUG):
+        log_skips(logging.getLogger("t"), tmp_path / "m.csv", skips)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "skipped 10 row(s) (first 5" in warnings[0] and "m.csv:6: reason 6" in warnings[0]
+    assert "m.csv:7" not in warnings[0]
+    assert sum(r.levelno == logging.DEBUG for r in caplog.records) == 5
