@@ -3,6 +3,14 @@
 All share one plumbing (FederatedStrategy): the same messages, the same reply
 guards, the same evaluation aggregation. They differ only in `aggregate`.
 
+Aggregation streams, so server memory does not grow with the parsed states of every
+site: a first pass reads each reply once for the guards (its checks and update norm;
+the parsed tensors are dropped right away), then `aggregate` combines one record (a
+visit) at a time across the accepted replies in node order, each reply's state parsed,
+folded into a float64 running mean and dropped (`combine`). Only Flower's own reply
+bytes stay in memory for the whole round. With `federation.robust` a record's K states
+are held until its robust statistic is computed (aggregator/robust.py).
+
 Flower's own FedAvg/FedAdam/FedYogi insist on exactly one ArrayRecord per
 reply and know nothing of our guards, so the baselines are re-stated here in
 a few lines each over the same flat tensor dicts (the formulas are Flower's
@@ -14,6 +22,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -22,15 +31,25 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from aggregator.guards import GuardReport, Rejection, check_state, norm_outliers, update_norm
+from aggregator.robust import ROBUST_MODES, RobustCombiner, make_combiner
 from fedtar.audit import content_digest
 from fedtar.config import FedTARConfig
 from fedtar.parameters import TensorSpec, state_from_record
 from fedtar.privacy import PrivacyAccountant, add_noise
-from fedtar.temporal_policy import MetaInputs, PolicyLearner, time_features, weighted_mean
+from fedtar.temporal_policy import MetaInputs, PolicyLearner, time_features
 
 log = logging.getLogger(__name__)
 State = dict[str, torch.Tensor]
 ValidationGrad = Callable[[State], State]
+
+
+@dataclass
+class Accepted:
+    """A reply that passed the guards: Flower's content (its states are parsed again when
+    folded in, never kept) and its metrics."""
+
+    content: RecordDict
+    metrics: dict[str, float]
 
 
 class FederatedStrategy(Strategy):
@@ -50,9 +69,22 @@ class FederatedStrategy(Strategy):
         self.received: list[dict[str, Any]] = []  # digest of every reply, for the sites' audit logs
         self.privacy = PrivacyAccountant(cfg.privacy) if cfg.privacy.enabled else None
         self._means_this_round = 0
+        self.robust_kept: dict[str, list[int]] = {}  # multikrum: the nodes averaged, per record
         if self.privacy and (self.name == "scaffold" or (self.name == "fedtar" and cfg.meta.validation == "federated")):
             raise ValueError("privacy.clip > 0 (client-level DP) does not cover SCAFFOLD control variates or "
                              "federated meta-validation gradients: use another strategy or meta.validation = server")
+        robust = cfg.federation.robust
+        if robust not in ROBUST_MODES:
+            raise ValueError(f"federation.robust must be one of {', '.join(ROBUST_MODES)}, got {robust!r}")
+        if robust != "none":
+            RobustCombiner(robust, cfg.federation.trim_beta, cfg.federation.krum_byzantine, cfg.federation.krum_keep)
+            if self.privacy is not None and cfg.privacy.noise_multiplier > 0:
+                raise ValueError(f"federation.robust = {robust} with DP noise: the noise (z C / m) is calibrated to "
+                                 "a mean's sensitivity; a median, trimmed mean or Krum selection can move further "
+                                 "when one site changes, so the reported epsilon would not hold")
+            if self.name == "drfa":
+                raise ValueError("federation.robust applies to mean-based strategies; DRFA's lambda-weighted mean "
+                                 "is the method itself")
 
     # -- messages -------------------------------------------------------
     def _messages(self, server_round: int, arrays: ArrayRecord, grid: Grid, kind: str,
@@ -77,15 +109,30 @@ class FederatedStrategy(Strategy):
         return self._messages(server_round, arrays, grid, MessageType.EVALUATE, dict(config))
 
     # -- replies --------------------------------------------------------
-    def model_mean(self, server_round: int, states: list[State], weights: list[float]) -> State:
-        """The weighted mean of site states; with DP on, plus N(0, (z C / m)^2) per coordinate."""
-        mean = weighted_mean(states, weights)
+    def combine(self, accepted: dict[int, Accepted], name: str, weights: dict[int, float]) -> tuple[State, int]:
+        """Record `name` of the replies in `weights` (node order), one reply parsed at a time and
+        dropped once folded in: the weighted mean, or `federation.robust`'s statistic. Returns it
+        and the number of states combined."""
+        f = self.cfg.federation
+        combiner = make_combiner(f.robust, sum(weights.values()), f.trim_beta, f.krum_byzantine, f.krum_keep)
+        for node, weight in weights.items():
+            combiner.add(self.read(accepted[node].content, name), weight)
+        out = combiner.result()
+        if isinstance(combiner, RobustCombiner) and f.robust == "multikrum":
+            nodes = list(weights)
+            self.robust_kept[name] = [nodes[i] for i in combiner.kept]
+        return out, combiner.count
+
+    def model_mean(self, server_round: int, accepted: dict[int, Accepted], name: str,
+                   weights: dict[int, float]) -> State:
+        """`combine` of site model states; with DP on, plus N(0, (z C / m)^2) per coordinate."""
+        mean, count = self.combine(accepted, name, weights)
         if self.privacy is None or self.cfg.privacy.noise_multiplier <= 0:
             return mean
         self._means_this_round += 1
         g = torch.Generator().manual_seed(
             (self.cfg.train.seed * 1_000_003 + server_round) * 1009 + self._means_this_round)
-        std = self.cfg.privacy.noise_multiplier * self.cfg.privacy.clip / len(states)
+        std = self.cfg.privacy.noise_multiplier * self.cfg.privacy.clip / count
         return add_noise(mean, std, g)
 
     def _record_received(self, server_round: int, kind: str, replies: list[Message]) -> None:
@@ -94,38 +141,52 @@ class FederatedStrategy(Strategy):
                 self.received.append({"round": server_round, "kind": kind, "node_id": reply.metadata.src_node_id,
                                       "digest": content_digest(reply.content)})
 
+    def record_names(self, content: RecordDict) -> list[str]:
+        """The array records a reply must carry for this strategy (overridden per strategy)."""
+        return ["arrays"]
+
+    def read(self, content: RecordDict, name: str) -> State:
+        """One record of a reply as tensors (the one place replies are parsed)."""
+        return state_from_record(content[name], self.cfg.federation.transport_dtype)
+
     def parse(self, content: RecordDict) -> dict[str, State]:
-        """The states a reply carries, by record name (overridden per strategy)."""
-        return {"arrays": state_from_record(content["arrays"], self.cfg.federation.transport_dtype)}
+        """The states a reply carries, by record name."""
+        return {name: self.read(content, name) for name in self.record_names(content)}
+
+    def _screen(self, reply: Message) -> tuple[Accepted | None, float, str]:
+        """First pass over one reply: (the reply, its update norm, "") or (None, 0, why not).
+        Its parsed tensors are dropped on return."""
+        if reply.has_error():
+            return None, 0.0, f"error reply: {reply.error.reason}"
+        try:
+            content = reply.content
+            self.bytes_received += sum(r.count_bytes() for r in content.array_records.values())
+            states = self.parse(content)
+            metrics = dict(content["metrics"])
+        except (KeyError, TypeError, ValueError) as e:
+            return None, 0.0, f"malformed reply: {type(e).__name__}: {e}"
+        reason = next((f"{name}: {r}" for name, s in states.items() if (r := check_state(s, self.specs))), None)
+        if reason:
+            return None, 0.0, reason
+        # Update norms compare model states with the global (control variates are not models).
+        norm = max((update_norm(s, self.global_state) for name, s in states.items()
+                    if name not in self.control_records), default=0.0)
+        return Accepted(content, metrics), norm, ""
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]
                         ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        self.report, accepted = GuardReport(), {}
+        self.report, accepted, norms = GuardReport(), {}, {}
         replies = list(replies)
         self._record_received(server_round, MessageType.TRAIN, replies)
-        self.bytes_received, self._means_this_round = 0, 0
+        self.bytes_received, self._means_this_round, self.robust_kept = 0, 0, {}
         for reply in replies:
             node = reply.metadata.src_node_id
-            if reply.has_error():
-                self.report.rejected.append(Rejection(node, f"error reply: {reply.error.reason}"))
-                continue
-            try:
-                content = reply.content
-                self.bytes_received += sum(r.count_bytes() for r in content.array_records.values())
-                states = self.parse(content)
-                metrics = dict(content["metrics"])
-            except (KeyError, TypeError, ValueError) as e:
-                self.report.rejected.append(Rejection(node, f"malformed reply: {type(e).__name__}: {e}"))
-                continue
-            reason = next((f"{name}: {r}" for name, s in states.items() if (r := check_state(s, self.specs))), None)
-            if reason:
+            screened, norms[node], reason = self._screen(reply)
+            if screened is None:
+                norms.pop(node)
                 self.report.rejected.append(Rejection(node, reason))
                 continue
-            accepted[node] = (states, metrics)
-        # Update norms compare model states with the global (control variates are not models).
-        norms = {n: max((update_norm(s, self.global_state) for name, s in st.items()
-                         if name not in self.control_records), default=0.0)
-                 for n, (st, _) in accepted.items()}
+            accepted[node] = screened
         for node, reason in norm_outliers(norms, self.cfg.federation.norm_bound).items():
             self.report.rejected.append(Rejection(node, reason))
             accepted.pop(node)
@@ -137,15 +198,18 @@ class FederatedStrategy(Strategy):
             return None, MetricRecord({"valid-replies": len(accepted)})
         new_state = self.aggregate(server_round, accepted)
         self.global_state = new_state
+        if self.robust_kept:
+            self.info["robust-kept"] = {name: list(nodes) for name, nodes in self.robust_kept.items()}
         if self.privacy is not None:  # every connected site is asked each round
             self.privacy.step(sample_rate=1.0)
             self.info["epsilon"] = self.privacy.epsilon()
-        n = sum(m.get("num-examples", 0.0) for _, m in accepted.values())
-        loss = sum(m.get("train-loss", 0.0) * m.get("num-examples", 0.0) for _, m in accepted.values()) / max(n, 1)
+        n = sum(a.metrics.get("num-examples", 0.0) for a in accepted.values())
+        loss = sum(a.metrics.get("train-loss", 0.0) * a.metrics.get("num-examples", 0.0)
+                   for a in accepted.values()) / max(n, 1)
         return ArrayRecord(new_state), MetricRecord({"train-loss": loss, "num-examples": n,
                                                      "valid-replies": len(accepted)})
 
-    def aggregate(self, server_round: int, accepted: dict[int, tuple[dict[str, State], dict]]) -> State:
+    def aggregate(self, server_round: int, accepted: dict[int, Accepted]) -> State:
         raise NotImplementedError
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
@@ -202,8 +266,9 @@ def mean_metrics(per_site: list[dict[str, float]]) -> dict[str, float]:
     return out
 
 
-def _n(metrics: dict) -> float:
-    return float(metrics.get("num-examples", 1.0))
+def _n(accepted: dict[int, Accepted]) -> dict[int, float]:
+    """Each reply's sample count, the baselines' weights."""
+    return {node: float(a.metrics.get("num-examples", 1.0)) for node, a in accepted.items()}
 
 
 class FedAvg(FederatedStrategy):
@@ -212,8 +277,7 @@ class FedAvg(FederatedStrategy):
     name = "fedavg"
 
     def aggregate(self, server_round, accepted):
-        return self.model_mean(server_round, [s["arrays"] for s, _ in accepted.values()],
-                               [_n(m) for _, m in accepted.values()])
+        return self.model_mean(server_round, accepted, "arrays", _n(accepted))
 
 
 class FedProx(FedAvg):
@@ -227,8 +291,8 @@ class LocalOnly(FederatedStrategy):
 
     name = "local"
 
-    def parse(self, content):
-        return {}
+    def record_names(self, content):
+        return []
 
     def aggregate(self, server_round, accepted):
         return self.global_state
@@ -247,8 +311,7 @@ class FedOpt(FederatedStrategy):
 
     def aggregate(self, server_round, accepted):
         f = self.cfg.federation
-        mean = self.model_mean(server_round, [s["arrays"] for s, _ in accepted.values()],
-                               [_n(m) for _, m in accepted.values()])
+        mean = self.model_mean(server_round, accepted, "arrays", _n(accepted))
         out = {}
         for k, w in self.global_state.items():
             delta = mean[k] - w
@@ -288,15 +351,13 @@ class Scaffold(FedAvg):
     def extra_records(self):
         return {"scaffold-c": ArrayRecord(self.c)}
 
-    def parse(self, content):
-        return {name: state_from_record(content[name], self.cfg.federation.transport_dtype)
-                for name in ("arrays", "scaffold-dc")}
+    def record_names(self, content):
+        return ["arrays", "scaffold-dc"]
 
     def aggregate(self, server_round, accepted):
         new = super().aggregate(server_round, accepted)
-        deltas = [s["scaffold-dc"] for s, _ in accepted.values()]
-        share = len(deltas) / max(self.num_sites, len(deltas))
-        mean_dc = weighted_mean(deltas, [1.0] * len(deltas))
+        mean_dc, count = self.combine(accepted, "scaffold-dc", {node: 1.0 for node in accepted})
+        share = count / max(self.num_sites, count)
         self.c = {k: self.c[k] + share * mean_dc[k] for k in self.c}
         return new
 
@@ -333,8 +394,9 @@ class DRFA(FederatedStrategy):
         nodes = list(accepted)
         lam = torch.tensor([self.weights.get(n, 1.0 / len(nodes)) for n in nodes], dtype=torch.float64)
         lam = lam / lam.sum()
-        new = self.model_mean(server_round, [accepted[n][0]["arrays"] for n in nodes], lam.tolist())
-        losses = torch.tensor([float(accepted[n][1].get("train-loss", 0.0)) for n in nodes], dtype=torch.float64)
+        new = self.model_mean(server_round, accepted, "arrays", dict(zip(nodes, lam.tolist())))
+        losses = torch.tensor([float(accepted[n].metrics.get("train-loss", 0.0)) for n in nodes],
+                              dtype=torch.float64)
         lam = project_to_simplex(lam + self.cfg.federation.drfa_lr * losses)
         self.weights.update({n: float(w) for n, w in zip(nodes, lam)})
         self.info = {"drfa-lambda": {str(n): round(float(w), 4) for n, w in zip(nodes, lam)}}
@@ -363,30 +425,29 @@ class FedTAR(FederatedStrategy):
     # A reply's fused validation gradient is checked like the visit states, but it is no model.
     control_records = ("val-grad",)
 
-    def parse(self, content):
-        return {name: state_from_record(rec, self.cfg.federation.transport_dtype)
-                for name, rec in content.array_records.items()
-                if name.startswith("visit-") or name == "val-grad"}
+    def record_names(self, content):
+        return [name for name in content.array_records if name.startswith("visit-") or name == "val-grad"]
 
     def aggregate(self, server_round, accepted):
         self.info = {}
         # Federated meta step first: the gradients in these replies are at the previous round's w^T.
         if self.cfg.meta.validation == "federated" and self.pending is not None:
-            with_grad = [(s["val-grad"], float(m.get("val-examples", 1.0)))
-                         for s, m in accepted.values() if "val-grad" in s]
+            with_grad = {n: float(a.metrics.get("val-examples", 1.0)) for n, a in accepted.items()
+                         if "val-grad" in a.content.array_records}
             if with_grad:
-                grad = weighted_mean([g for g, _ in with_grad], [w for _, w in with_grad])
+                grad, _ = self.combine(accepted, "val-grad", with_grad)
                 self.info["meta"] = self.learner.meta_step(self.pending, grad)
-        visits = sorted({int(name.split("-")[1]) for states, _ in accepted.values() for name in states
+        visits = sorted({int(name.split("-")[1]) for a in accepted.values() for name in a.content.array_records
                          if name.startswith("visit-")})
         means, gaps, dates = [], [], []
         for t in visits:
-            holders = [(s[f"visit-{t}"], m) for s, m in accepted.values() if f"visit-{t}" in s]
-            weights = [float(m.get(f"n-visit-{t}", 1.0)) for _, m in holders]
-            means.append(self.model_mean(server_round, [s for s, _ in holders], weights))
+            weights = {n: float(a.metrics.get(f"n-visit-{t}", 1.0)) for n, a in accepted.items()
+                       if f"visit-{t}" in a.content.array_records}
+            means.append(self.model_mean(server_round, accepted, f"visit-{t}", weights))
 
             def weighted(key: str) -> float:
-                return sum(float(m.get(key, 0.0)) * w for (_, m), w in zip(holders, weights)) / max(sum(weights), 1e-9)
+                return sum(float(accepted[n].metrics.get(key, 0.0)) * w
+                           for n, w in weights.items()) / max(sum(weights.values()), 1e-9)
 
             gaps.append(weighted(f"years-visit-{t}"))
             dates.append(weighted(f"date-visit-{t}"))

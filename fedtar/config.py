@@ -88,6 +88,7 @@ class ClientConfig:
     local_epochs: int = 2            # passes over each visit's exams (FedTAR) / over all exams (baselines)
     eval_beams: int = 1              # 1: greedy decoding at evaluation
     eval_meteor: bool = True         # METEOR needs Java (a few seconds per evaluation to start it)
+    runtime_cache_mib: float = 256.0  # per process: loaded sites (model + data tensors) kept for later rounds
 
 
 @dataclass
@@ -112,6 +113,10 @@ class FederationConfig:
     tau: float = 1e-3                # FedAdam / FedYogi adaptivity
     drfa_lr: float = 0.01            # DRFA: ascent step of the site weights lambda on the sites' losses
     norm_bound: float = 10.0         # reject updates whose norm exceeds this x the round's median
+    robust: str = "none"             # none | median | trimmed-mean | multikrum: per record (visit) across sites
+    trim_beta: float = 0.2           # trimmed-mean: share cut from each tail (Flower's FedTrimmedAvg beta)
+    krum_byzantine: int = 0          # multikrum: sites assumed malicious (Flower's num_malicious_nodes)
+    krum_keep: int = 1               # multikrum: states averaged (Flower's num_nodes_to_select; 1 = Krum)
     eval_every: int = 0              # >0: also evaluate the global every this many rounds (curves)
     eval_split: str = "test"         # the split evaluations score (validate: learning-rate searches)
     transport_dtype: str = "float32"  # float32 | bfloat16: how sites upload states (the server aggregates in float32)

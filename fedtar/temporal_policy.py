@@ -24,7 +24,7 @@ the previous global each round (0.33 at T = 5), a brake the paper's recursion ha
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -106,18 +106,40 @@ def residual_coefficients(alpha: torch.Tensor, keep_previous: bool = True) -> to
     return torch.cat([c0.view(1), c])
 
 
-def weighted_mean(states: Sequence[State], weights: Sequence[float]) -> dict[str, torch.Tensor]:
-    """sum_k (n_k / n) state_k, tensor by tensor (float64 accumulation)."""
-    total = float(sum(weights))
-    if total <= 0:
-        raise ValueError("weighted_mean needs a positive total weight")
-    out = {}
-    for name in states[0]:
-        acc = torch.zeros_like(states[0][name], dtype=torch.float64)
-        for s, w in zip(states, weights):
-            acc += s[name].double() * (w / total)
-        out[name] = acc.to(states[0][name].dtype)
-    return out
+class RunningMean:
+    """sum_k (n_k / n) state_k folded in one state at a time (float64 accumulators), so a
+    caller can drop each state once added. The total n is given up front: every term is
+    scaled before it is added, which makes the sum bit-identical to adding the same states
+    in the same order in one go, whatever else the caller holds."""
+
+    def __init__(self, total: float):
+        self.total, self.count = float(total), 0
+        if self.total <= 0:
+            raise ValueError("a weighted mean needs a positive total weight")
+        self._acc: dict[str, torch.Tensor] = {}
+        self._dtypes: dict[str, torch.dtype] = {}
+
+    def add(self, state: Mapping[str, torch.Tensor], weight: float) -> None:
+        if not self.count:
+            self._dtypes = {name: value.dtype for name, value in state.items()}
+            self._acc = {name: torch.zeros_like(value, dtype=torch.float64) for name, value in state.items()}
+        for name, value in state.items():
+            self._acc[name] += value.double() * (weight / self.total)
+        self.count += 1
+
+    def result(self) -> dict[str, torch.Tensor]:
+        if not self.count:
+            raise ValueError("a weighted mean of no states")
+        return {name: acc.to(self._dtypes[name]) for name, acc in self._acc.items()}
+
+
+def weighted_mean(states: Iterable[State], weights: Sequence[float]) -> dict[str, torch.Tensor]:
+    """sum_k (n_k / n) state_k, tensor by tensor (float64 accumulation); `states` may be a
+    generator, each state dropped once it is added."""
+    mean = RunningMean(sum(weights))
+    for s, w in zip(states, weights):
+        mean.add(s, w)
+    return mean.result()
 
 
 def residual_aggregate(w0: State, visit_means: Sequence[State], alpha: torch.Tensor,
