@@ -26,6 +26,9 @@ from fedtar.tokenizer import ReportTokenizer
 
 log = logging.getLogger(__name__)
 DEFAULT_CACHE_MIB = 256
+# Reports tokenized this many at a time: the tokenizer's per-text objects (tokens, offsets) of a
+# whole site at once cost about 4 KB per exam at peak (benchmarks/streaming_memory.py), more than the ids kept.
+ENCODE_CHUNK = 1024
 
 
 @dataclass
@@ -179,6 +182,13 @@ class _Chunks(Dataset):
         return self.exams._gather(self.chunks[i])
 
 
+def encode_reports(tokenizer: ReportTokenizer, texts: list[str], max_tokens: int) -> torch.Tensor:
+    """Token ids of texts, encoded ENCODE_CHUNK at a time (memory bounded, not by the site's size)."""
+    chunks = [tokenizer.encode_batch(texts[i:i + ENCODE_CHUNK], max_tokens)
+              for i in range(0, len(texts), ENCODE_CHUNK)]
+    return torch.cat(chunks) if chunks else torch.zeros(0, max_tokens, dtype=torch.long)
+
+
 def load_exams(
     source: Manifest | str | Path | Sequence[ExamRecord],
     tokenizer: ReportTokenizer,
@@ -219,7 +229,7 @@ def load_exams(
                        int(cache_mib * 2**20), skipped)
     return Exams(
         records=kept,
-        input_ids=tokenizer.encode_batch([r.report(section) for r in kept], max_tokens),
+        input_ids=encode_reports(tokenizer, [r.report(section) for r in kept], max_tokens),
         profiles=profile_vectors(kept, profile_features),
         visit_index=torch.tensor([r.visit_index for r in kept], dtype=torch.long),
         prior_index=prior,

@@ -16,7 +16,7 @@ from data_adapters.dataset import image_reader
 from data_adapters.records import ExamRecord, Manifest, read_manifest
 from fedtar.config import FedTARConfig
 from fedtar.demographics import PatientAssigner
-from fedtar.exams import Exams, load_exams
+from fedtar.exams import ENCODE_CHUNK, Exams, load_exams
 from fedtar.tokenizer import ReportTokenizer, UnknownRate, unknown_rate
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,9 @@ def report_unknown_rate(name: str, records: list[ExamRecord], tokenizer: ReportT
     A base whose vocabulary was trained on other text (the synthetic pool) turns a real site's
     targets into [UNK]s and every metric is then measured on them.
     """
-    rate = unknown_rate(tokenizer, [r.report(cfg.data.section) for r in records])
+    texts = [r.report(cfg.data.section) for r in records]
+    parts = [unknown_rate(tokenizer, texts[i:i + ENCODE_CHUNK]) for i in range(0, len(texts), ENCODE_CHUNK)]
+    rate = UnknownRate(sum(p.unknown for p in parts), sum(p.tokens for p in parts))
     if rate.rate > cfg.data.max_unknown_rate:
         log.warning("%s: the base's tokenizer does not know %s of the report tokens (threshold %.2f%%): "
                     "build a base for this text (fedtar pretrain --data, or a pretrained decoder; README, "
