@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import statistics
+import types
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,8 +46,44 @@ class SiteRuntime:
     index: int  # the site's position (seeds only)
 
 
-_RUNTIMES: dict[tuple, SiteRuntime] = {}  # per process: simulation actors reuse loaded sites
-_MAX_RUNTIMES = 16  # a simulation actor may serve many sites; a hospital node serves one
+# Per process: a simulation actor (or the in-process engine) serves many sites and reuses the
+# ones it loaded; a hospital node serves one. Bounded by the bytes of the runtimes' tensors
+# (model, exam metadata, the image caches as filled so far), measured whenever a site is asked
+# for (client.runtime_cache_mib); least recently used out first; the site asked for always
+# stays, even alone over the bound.
+_RUNTIMES: OrderedDict[tuple, SiteRuntime] = OrderedDict()
+
+
+_NOT_WALKED = (str, bytes, int, float, bool, type, types.ModuleType, types.FunctionType, types.MethodType,
+               types.BuiltinFunctionType)
+
+
+def tensor_bytes(*objects: object) -> int:
+    """Bytes of the distinct tensor storages reachable from `objects` (modules, dataclasses,
+    dicts, lists, plain objects): an estimate of what keeping them costs."""
+    seen_storages: set[int] = set()
+    seen: set[int] = set()
+    total = 0
+    stack = list(objects)
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or obj is None or isinstance(obj, _NOT_WALKED):
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, torch.Tensor):
+            storage = obj.untyped_storage()
+            if storage.data_ptr() not in seen_storages:
+                seen_storages.add(storage.data_ptr())
+                total += storage.nbytes()
+        elif isinstance(obj, torch.nn.Module):
+            stack.extend(obj.state_dict(keep_vars=True).values())
+        elif isinstance(obj, dict):
+            stack.extend(obj.values())
+        elif isinstance(obj, (list, tuple, set)):
+            stack.extend(obj)
+        elif hasattr(obj, "__dict__"):
+            stack.extend(vars(obj).values())
+    return total
 
 
 def resolve_manifest(node_config: dict, data_root: str | None, data_sites: str = "") -> Path:
@@ -70,18 +108,31 @@ def resolve_manifest(node_config: dict, data_root: str | None, data_sites: str =
 
 def site_runtime(cfg_flat: dict, base_dir: str | Path, manifest: str | Path, index: int) -> SiteRuntime:
     key = (tuple(sorted((k, str(v)) for k, v in cfg_flat.items())), str(base_dir), str(manifest))
-    if key not in _RUNTIMES:
-        cfg = apply_overrides(FedTARConfig(), cfg_flat)
-        base, tokenizer = load_model(base_dir)
-        torch.manual_seed(cfg.train.seed)  # same adapter init at every site (the global overwrites it)
-        model = adapt_model(base, cfg).to(resolve_device(cfg.train.device))
-        site = load_site(manifest, tokenizer, cfg)
-        if site.exams.skipped:
-            log.warning("site %s: %d manifest rows skipped", site.name, len(site.exams.skipped))
-        if len(_RUNTIMES) >= _MAX_RUNTIMES:
-            _RUNTIMES.pop(next(iter(_RUNTIMES)))
-        _RUNTIMES[key] = SiteRuntime(cfg, site, model, tokenizer, index)
-    return _RUNTIMES[key]
+    if key in _RUNTIMES:
+        _RUNTIMES.move_to_end(key)
+        rt = _RUNTIMES[key]
+        _evict(rt.cfg.client.runtime_cache_mib)
+        return rt
+    cfg = apply_overrides(FedTARConfig(), cfg_flat)
+    base, tokenizer = load_model(base_dir)
+    torch.manual_seed(cfg.train.seed)  # same adapter init at every site (the global overwrites it)
+    model = adapt_model(base, cfg).to(resolve_device(cfg.train.device))
+    site = load_site(manifest, tokenizer, cfg)
+    if site.exams.skipped:
+        log.warning("site %s: %d manifest rows skipped", site.name, len(site.exams.skipped))
+    rt = SiteRuntime(cfg, site, model, tokenizer, index)
+    _RUNTIMES[key] = rt
+    _evict(cfg.client.runtime_cache_mib)
+    return rt
+
+
+def _evict(budget_mib: float) -> None:
+    """Drop least recently used runtimes until the rest fit `budget_mib` (the newest always stays)."""
+    sizes = {key: tensor_bytes(rt) for key, rt in _RUNTIMES.items()}
+    total = sum(sizes.values())
+    while len(_RUNTIMES) > 1 and total > budget_mib * 2**20:
+        key, _ = _RUNTIMES.popitem(last=False)
+        total -= sizes[key]
 
 
 def _generator(rt: SiteRuntime, server_round: int, salt: int = 0) -> torch.Generator:
