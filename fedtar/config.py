@@ -101,6 +101,7 @@ class MetaConfig:
 @dataclass
 class FederationConfig:
     strategy: str = "fedtar"         # fedtar | fedavg | fedprox | fedadam | fedyogi | scaffold | drfa | local
+                                     # (| centralized: simulation's pooled reference)
     rounds: int = 3
     min_sites: int = 2               # a round needs at least this many valid replies
     round_timeout: float = 600.0     # seconds to wait for replies in one round
@@ -224,8 +225,9 @@ RULES: dict[str, Rule] = {
     "policy.max_visits": _at_least(1), "policy.meta_lr": _at_least(0), "policy.meta_steps": _at_least(1),
     "meta.validation": Rule(choices=("server", "federated")),
     "meta.recent_fraction": Rule(low=0, high=1, low_open=True),
+    # centralized: the pooled upper reference of `fedtar simulate` and sweeps (not a federated strategy)
     "federation.strategy": Rule(choices=("fedtar", "fedavg", "fedprox", "fedadam", "fedyogi", "scaffold", "drfa",
-                                         "local")),
+                                         "local", "centralized")),
     "federation.rounds": _at_least(1), "federation.min_sites": _at_least(1), "federation.round_timeout": _POSITIVE,
     "federation.round_retries": _at_least(0), "federation.node_wait": _at_least(0),
     "federation.prox_mu": _at_least(0), "federation.server_lr": _POSITIVE,
