@@ -156,7 +156,12 @@ def read_ct_series(paths: Sequence[str | Path]) -> CTVolume:
     positions = [float(np.dot(np.array(ds.ImagePositionPatient, dtype=np.float64), normal)) for _, ds in slices]
     order = np.argsort(positions, kind="stable")
     ordered = [slices[i] for i in order]
-    hu = np.stack([rescaled(ds, p) for p, ds in ordered]).astype(np.float32)
+    planes = [rescaled(ds, p) for p, ds in ordered]
+    odd = next(((p, a.shape) for (p, _), a in zip(ordered, planes) if a.shape != planes[0].shape), None)
+    if odd is not None:  # one slice of another size: the series is not one volume (its study is skipped)
+        raise DicomReadError(f"{odd[0]}: CT slice of {odd[1][0]}x{odd[1][1]} pixels in a series of "
+                             f"{planes[0].shape[0]}x{planes[0].shape[1]}")
+    hu = np.stack(planes).astype(np.float32)
     sorted_pos = np.sort(positions)
     dz = float(np.median(np.diff(sorted_pos))) if len(sorted_pos) > 1 else float(
         _first(ordered[0][1].get("SliceThickness")) or 1.0)

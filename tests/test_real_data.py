@@ -196,6 +196,15 @@ def test_ct_series_out_of_order_is_sorted_with_hu_windows(tmp_path):
         np.testing.assert_allclose(np.asarray(volume[c, 5, 5, :]), expected, atol=1e-5)
 
 
+def test_a_ct_series_with_a_slice_of_another_size_is_a_read_error_naming_the_file(tmp_path):
+    """Before: np.stack raised a bare ValueError and the whole prepare stopped; now the study is
+    skipped with this reason (dicom._write_images catches DicomReadError)."""
+    paths = write_ct_series(tmp_path / "series", "1.2.3", slices=4, size=16)
+    odd = write_ct_series(tmp_path / "odd", "1.2.3", slices=5, size=12)[-1]
+    with pytest.raises(DicomReadError, match=rf"{odd.name}: CT slice of 12x12 pixels in a series of 16x16"):
+        read_ct_series([*paths, odd])
+
+
 @pytest.fixture(scope="module")
 def hospital(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("hospital")
