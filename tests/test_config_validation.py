@@ -51,7 +51,8 @@ def test_choices_agree_with_the_code_that_reads_them():
     from fedtar.model import PRIOR_CHOICES
     from fedtar.temporal_policy import TIME_FEATURES
 
-    assert set(RULES["federation.strategy"].choices) == set(STRATEGIES)
+    # every server strategy, and the simulation's pooled reference (aggregator/simulation.py)
+    assert set(RULES["federation.strategy"].choices) == set(STRATEGIES) | {"centralized"}
     assert set(RULES["data.hu_windows"].choices) == set(HU_WINDOWS)
     assert RULES["model.prior"].choices == PRIOR_CHOICES
     assert RULES["policy.features"].choices == TIME_FEATURES
