@@ -207,11 +207,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     from fedtar.tables import format_table
     from fedtar.tokenizer import unknown_rate
 
+    # The optional CheXbert weights first: a missing file is named before any other work.
+    labeler = chexbert_labeler(args.chexbert_weights) if args.chexbert_weights else rule_labels
     manifests = find_manifests(args.data)
     inputs = {"--model": args.model, **manifest_inputs("--data", manifests),
               **({"--chexbert-weights": args.chexbert_weights} if args.chexbert_weights else {})}
     with claim_output_file(args.out, "evaluate", ",".join(GENERATED_COLUMNS), inputs, args.overwrite):
-        labeler = chexbert_labeler(args.chexbert_weights) if args.chexbert_weights else rule_labels
         model, tokenizer = load_trained(args.model)
         ev, parts = evaluate_manifests(model, tokenizer, manifests, args.split, args.beams, not args.no_meteor,
                                        labeler)
