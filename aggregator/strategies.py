@@ -409,6 +409,12 @@ class DRFA(FederatedStrategy):
         self.weights = {int(k): float(v) for k, v in state["weights"].items()}
 
 
+def _weighted_metric(accepted: dict, weights: dict[int, float], key: str) -> float:
+    """A reported metric averaged over sites with the given weights (0 where a site lacks it)."""
+    return sum(float(accepted[n].metrics.get(key, 0.0)) * w for n, w in weights.items()) \
+        / max(sum(weights.values()), 1e-9)
+
+
 class FedTAR(FederatedStrategy):
     """Per-visit means, temporal residual recursion, first-order meta-learned alpha."""
 
@@ -444,13 +450,8 @@ class FedTAR(FederatedStrategy):
             weights = {n: float(a.metrics.get(f"n-visit-{t}", 1.0)) for n, a in accepted.items()
                        if f"visit-{t}" in a.content.array_records}
             means.append(self.model_mean(server_round, accepted, f"visit-{t}", weights))
-
-            def weighted(key: str) -> float:
-                return sum(float(accepted[n].metrics.get(key, 0.0)) * w
-                           for n, w in weights.items()) / max(sum(weights.values()), 1e-9)
-
-            gaps.append(weighted(f"years-visit-{t}"))
-            dates.append(weighted(f"date-visit-{t}"))
+            gaps.append(_weighted_metric(accepted, weights, f"years-visit-{t}"))
+            dates.append(_weighted_metric(accepted, weights, f"date-visit-{t}"))
         visits_t = torch.tensor(visits)
         features = time_features(self.cfg.policy.features, gaps, dates)
         inputs = MetaInputs(visits_t, features, dict(self.global_state), means)
