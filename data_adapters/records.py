@@ -31,6 +31,7 @@ import datetime as dt
 import json
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,7 +64,7 @@ class ManifestError(ValueError):
     """A manifest that cannot be used at all (unreadable file, missing columns)."""
 
 
-@dataclass
+@dataclass(slots=True)  # no per-record __dict__: ~0.7 KB less per exam at MIMIC's 227k studies
 class ExamRecord:
     site_id: str
     patient_id: str
@@ -145,8 +146,9 @@ def _parse_row(row: dict[str, str], base: Path) -> ExamRecord:
     except (ValueError, TypeError, AttributeError) as e:
         raise ValueError(f"malformed JSON in extras/labels/changes: {e}") from None
     return ExamRecord(
-        site_id=row["site_id"].strip(),
-        patient_id=row["patient_id"].strip(),
+        # Interned: one string per site, patient and split, not one per row.
+        site_id=sys.intern(row["site_id"].strip()),
+        patient_id=sys.intern(row["patient_id"].strip()),
         visit_index=int(row["visit_index"] or 0),
         study_date=study_date,
         days_since_prior=int(row["days_since_prior"] or 0),
@@ -155,7 +157,7 @@ def _parse_row(row: dict[str, str], base: Path) -> ExamRecord:
         image_paths=paths,
         findings=findings,
         impression=impression,
-        split=split,
+        split=sys.intern(split),
         extras=extras,
         labels=labels,
         changes=changes,

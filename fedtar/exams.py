@@ -53,7 +53,7 @@ class Exams:
     """One site's (or split's, or several sites') exams; records stay on the site."""
 
     records: list[ExamRecord]
-    input_ids: torch.Tensor
+    input_ids: torch.Tensor      # (N, L) token ids, stored as int32 (half of int64 per exam); batches get int64
     profiles: torch.Tensor
     visit_index: torch.Tensor
     prior_index: torch.Tensor    # row of the prior exam, -1 for a first visit
@@ -131,9 +131,10 @@ class Exams:
         prior_images = torch.zeros_like(images)
         prior_images[has_prior] = got.images[slot[prior_slot].clamp(min=0)]
         safe = prior.clamp(min=0)
-        prior_ids = torch.where(has_prior[:, None], self.input_ids[safe], torch.zeros_like(self.input_ids[safe]))
+        prior_ids = self.input_ids[safe].long()
+        prior_ids = torch.where(has_prior[:, None], prior_ids, torch.zeros_like(prior_ids))
         batch = Batch(
-            images=images, input_ids=self.input_ids[idx], profiles=self.profiles[idx],
+            images=images, input_ids=self.input_ids[idx].long(), profiles=self.profiles[idx],
             q=(self.profiles if self.q is None else self.q)[idx], visit_index=self.visit_index[idx],
             has_prior=has_prior, prior_images=prior_images, prior_ids=prior_ids,
             labels=self.labels[idx] if self.labels is not None else idx.new_zeros((len(idx), 0)), index=idx,
@@ -183,10 +184,10 @@ class _Chunks(Dataset):
 
 
 def encode_reports(tokenizer: ReportTokenizer, texts: list[str], max_tokens: int) -> torch.Tensor:
-    """Token ids of texts, encoded ENCODE_CHUNK at a time (memory bounded, not by the site's size)."""
-    chunks = [tokenizer.encode_batch(texts[i:i + ENCODE_CHUNK], max_tokens)
+    """Token ids of texts as int32, encoded ENCODE_CHUNK at a time (memory bounded, not by the site's size)."""
+    chunks = [tokenizer.encode_batch(texts[i:i + ENCODE_CHUNK], max_tokens).to(torch.int32)
               for i in range(0, len(texts), ENCODE_CHUNK)]
-    return torch.cat(chunks) if chunks else torch.zeros(0, max_tokens, dtype=torch.long)
+    return torch.cat(chunks) if chunks else torch.zeros(0, max_tokens, dtype=torch.int32)
 
 
 def load_exams(
