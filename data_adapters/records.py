@@ -145,6 +145,8 @@ def _parse_row(row: dict[str, str], base: Path) -> ExamRecord:
         changes = json.loads(row["changes"] or "{}")
     except (ValueError, TypeError, AttributeError) as e:
         raise ValueError(f"malformed JSON in extras/labels/changes: {e}") from None
+    if bad := {k: v for k, v in labels.items() if not -100 <= v <= 100}:
+        raise ValueError(f"label value(s) out of range -100..100: {bad}")
     return ExamRecord(
         # Interned: one string per site, patient and split, not one per row.
         site_id=sys.intern(row["site_id"].strip()),

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
+# Rows per step of the GMM's E-step: bounds its (rows, K, F) float64 temporaries (about 3 MB at K=16, F=3).
+GMM_CHUNK = 8192
 SEX_CODE = {"M": -1.0, "F": 1.0, "O": 0.0, "U": 0.0}
 AGE_CENTER, AGE_SCALE = 60.0, 20.0
 
@@ -63,10 +65,17 @@ class DiagonalGMM:
         log_w = torch.full((k,), -math.log(k), dtype=torch.float64)
         gmm = cls(means, variances, log_w)
         for _ in range(iterations):
-            resp = gmm.responsibilities(x)              # (N, K)
-            nk = resp.sum(0) + 1e-10
-            means = (resp.T @ x) / nk[:, None]
-            variances = ((resp.T @ (x * x)) / nk[:, None] - means**2).clamp(min=min_variance)
+            # Sufficient statistics summed over row chunks: the (rows, K, F) temporaries stay
+            # bounded at any cohort size (one chunk, the same arithmetic, below GMM_CHUNK rows).
+            nk, sx, sxx = torch.zeros(k, dtype=x.dtype), torch.zeros_like(means), torch.zeros_like(means)
+            for part in x.split(GMM_CHUNK):
+                resp = gmm.responsibilities(part)       # (rows, K)
+                nk += resp.sum(0)
+                sx += resp.T @ part
+                sxx += resp.T @ (part * part)
+            nk += 1e-10
+            means = sx / nk[:, None]
+            variances = (sxx / nk[:, None] - means**2).clamp(min=min_variance)
             gmm = cls(means, variances, (nk / n).log())
         return cls(gmm.means.float(), gmm.variances.float(), gmm.log_weights.float())
 
@@ -78,8 +87,10 @@ class DiagonalGMM:
         return log_pdf + self.log_weights
 
     def responsibilities(self, x: torch.Tensor) -> torch.Tensor:
-        """q_p: the soft assignment of each row, (N, K), rows summing to 1."""
-        return torch.softmax(self._log_joint(x), dim=-1)
+        """q_p: the soft assignment of each row, (N, K), rows summing to 1 (GMM_CHUNK rows at a time)."""
+        if len(x) <= GMM_CHUNK:
+            return torch.softmax(self._log_joint(x), dim=-1)
+        return torch.cat([torch.softmax(self._log_joint(part), dim=-1) for part in x.split(GMM_CHUNK)])
 
     def log_likelihood(self, x: torch.Tensor) -> float:
         return float(torch.logsumexp(self._log_joint(x), -1).mean())

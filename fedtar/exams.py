@@ -60,7 +60,7 @@ class Exams:
     image_key: torch.Tensor      # (N,) each row's key in `store`
     store: ImageStore | StoreUnion
     q: torch.Tensor | None = None  # (N, K) q_p from the site's assigner; None: use profiles
-    labels: torch.Tensor | None = None  # (N, F) severities per label_names, -100 unknown
+    labels: torch.Tensor | None = None  # (N, F) int8 severities per label_names, -100 unknown; batches get int64
     label_names: tuple[str, ...] = ()
     skipped: list[SkippedRow] = field(default_factory=list)
     batch_rows: torch.Tensor | None = None  # rows batches draw from; None: all
@@ -137,7 +137,7 @@ class Exams:
             images=images, input_ids=self.input_ids[idx].long(), profiles=self.profiles[idx],
             q=(self.profiles if self.q is None else self.q)[idx], visit_index=self.visit_index[idx],
             has_prior=has_prior, prior_images=prior_images, prior_ids=prior_ids,
-            labels=self.labels[idx] if self.labels is not None else idx.new_zeros((len(idx), 0)), index=idx,
+            labels=self.labels[idx].long() if self.labels is not None else idx.new_zeros((len(idx), 0)), index=idx,
         )
         if bool(keep.all()):
             return batch, got.failed
@@ -224,8 +224,8 @@ def load_exams(
     prior = torch.tensor([key_to_row.get((r.site_id, r.patient_id, r.visit_index - 1), -1) for r in kept],
                          dtype=torch.long)
     label_names = tuple(sorted({k for r in kept for k in r.labels}))
-    labels = torch.tensor([[r.labels.get(k, -100) for k in label_names] for r in kept],
-                          dtype=torch.long).reshape(len(kept), len(label_names))
+    labels = torch.tensor([[r.labels.get(k, -100) for k in label_names] for r in kept],  # int8: -100 and 0-3
+                          dtype=torch.int8).reshape(len(kept), len(label_names))
     store = ImageStore([r.image_paths[0] for r in kept], [r.line for r in kept], origin, reader,
                        int(cache_mib * 2**20), skipped)
     return Exams(

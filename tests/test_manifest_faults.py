@@ -55,3 +55,18 @@ def test_skips_are_logged_as_a_count_and_the_first_few(tmp_path, caplog):
     assert len(warnings) == 1 and "skipped 10 row(s) (first 5" in warnings[0] and "m.csv:6: reason 6" in warnings[0]
     assert "m.csv:7" not in warnings[0]
     assert sum(r.levelno == logging.DEBUG for r in caplog.records) == 5
+
+
+def test_a_label_value_out_of_range_skips_its_row(small_federation, tmp_path):
+    """Labels are kept as int8 severities; a value that would not fit is a named row error, not a wrap."""
+    manifest = _site(small_federation[0], tmp_path / "site")
+    with manifest.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    rows[0]["labels"] = '{"effusion": 300}'
+    with manifest.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    m = read_manifest(manifest)
+    assert [s.line for s in m.skipped] == [2] and "out of range" in m.skipped[0].reason
+    assert len(m.records) == len(rows) - 1
