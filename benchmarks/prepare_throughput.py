@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import tempfile
 import time
@@ -25,6 +23,7 @@ from data_adapters.mimic_cxr import MimicOptions, prepare_mimic_cxr
 from data_adapters.mimic_rehearsal import RehearsalConfig, write_rehearsal
 from data_adapters.study_jobs import available_cores
 from fedtar.tables import format_table
+from machine_info import machine_info
 
 RESULTS = Path(__file__).parent / "results" / "prepare_throughput.json"
 
@@ -71,10 +70,7 @@ def main() -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
         "studies": archive.studies, "archive_images": archive.images, "image_size": args.image_size,
-        "out_size": args.out_size, "cores": available_cores(), "machine": platform.platform(),
-        "python": platform.python_version(), "runs": runs, "manifests_identical": identical,
-        "load_average_1_5_15_min_after": [round(x, 2) for x in os.getloadavg()],  # a shared machine shows here
-        "date": time.strftime("%Y-%m-%d"),
+        "out_size": args.out_size, "runs": runs, "manifests_identical": identical, **machine_info(),
     }, indent=2) + "\n")
     print(f"wrote {RESULTS}")
     if not args.work:

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -32,6 +30,7 @@ from pathlib import Path
 import psutil
 
 from fedtar.tables import format_table
+from machine_info import machine_info
 
 RESULTS = Path(__file__).parent / "results" / "rehearsal_scale.json"
 # A small model reading the 384 px PNGs at 128 px; steps capped per training call.
@@ -79,6 +78,7 @@ def run_stage(cmd: list[str], log: Path) -> dict:
 
 def walkthrough(work: Path, studies: int, args: argparse.Namespace) -> dict[str, dict]:
     fedtar = [sys.executable, "-m", "fedtar.cli"]
+
     def sets(**changes: object) -> list[str]:
         return [a for k, v in {**SETTINGS, **changes}.items() for a in ("--set", f"{k}={v}")]
 
@@ -130,9 +130,7 @@ def main() -> None:
             print(f"{stage}: peak RSS {growth:+.1%} from {small} to {large} studies")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
-        "settings": SETTINGS, "jpg_size": args.jpg_size, "png_size": args.png_size, "cores": os.cpu_count(),
-        "machine": platform.platform(), "python": platform.python_version(), "date": time.strftime("%Y-%m-%d"),
-        "load_average_1_5_15_min_after": [round(x, 2) for x in os.getloadavg()],
+        "settings": SETTINGS, "jpg_size": args.jpg_size, "png_size": args.png_size, **machine_info(),
         "results": results,
     }, indent=2) + "\n")
     print(f"wrote {RESULTS}")
