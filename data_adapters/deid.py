@@ -68,7 +68,7 @@ class Pseudonymizer:
     """Keyed pseudonyms and date shifts for one site."""
 
     secret: bytes
-    max_date_shift_days: int = 0   # 0: dates kept; N: shift each patient by a keyed offset in [-N, N]
+    max_date_shift_days: int = 0   # 0: dates kept; N: shift each patient by a keyed offset in [-N, N], never 0
 
     def _digest(self, purpose: str, value: str) -> bytes:
         return hmac.new(self.secret, f"{purpose}\x00{value}".encode(), hashlib.sha256).digest()
@@ -82,9 +82,11 @@ class Pseudonymizer:
     def shift(self, source_patient_id: str, date: dt.date) -> dt.date:
         if not self.max_date_shift_days:
             return date
-        span = 2 * self.max_date_shift_days + 1
-        offset = int.from_bytes(self._digest("date", source_patient_id.strip())[:8], "big") % span
-        return date + dt.timedelta(days=offset - self.max_date_shift_days)
+        # Never 0: a zero offset would leave one patient in 2N+1 with their real dates.
+        n = self.max_date_shift_days
+        draw = int.from_bytes(self._digest("date", source_patient_id.strip())[:8], "big") % (2 * n)
+        offset = draw - n if draw < n else draw - n + 1   # [-n, -1] or [1, n]
+        return date + dt.timedelta(days=offset)
 
     def scrub(self, text: str, source_patient_id: str, identifiers: Iterable[str] = ()) -> str:
         """Report text without PHI; its dates moved by the patient's offset (removed when no shift is set)."""

@@ -92,6 +92,14 @@ def test_second_look_forms_are_removed(text, gone):
     assert not [g for g in gone if g in out], out
 
 
+def test_date_shift_is_never_zero_and_covers_both_directions():
+    # A zero offset would leave a patient's real dates in the manifest; with N = 1 it was one patient in three.
+    for n in (1, 2, 30):
+        shift = Pseudonymizer(b"s" * 32, max_date_shift_days=n)
+        offsets = {(shift.shift(f"MRN-{i}", dt.date(2020, 1, 1)) - dt.date(2020, 1, 1)).days for i in range(400)}
+        assert offsets == set(range(-n, 0)) | set(range(1, n + 1)), (n, sorted(offsets))
+
+
 def test_dates_in_text_move_with_the_patients_study_dates():
     shift = Pseudonymizer(b"k" * 32, max_date_shift_days=60)
     pid = "MRN-1"
