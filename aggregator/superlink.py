@@ -115,7 +115,11 @@ def flwr_json(cfg: ServerRoleConfig, *args: str, timeout: float = 120.0) -> dict
     ``{"success": false, "error-message": ...}``), so the exit code says nothing.
     Raises ``FlwrError`` with Flower's message when the call failed.
     """
-    out = flwr(cfg, *args, "--format", "json", timeout=timeout)
+    try:
+        out = flwr(cfg, *args, "--format", "json", timeout=timeout)
+    except subprocess.TimeoutExpired:
+        # A busy machine: callers retry an unavailable SuperLink until their own deadline.
+        raise FlwrError(f"SuperLink unavailable: `flwr {args[0]}` gave no answer within {timeout:.0f} s") from None
     try:
         reply = json.loads(out.stdout)
     except ValueError:

@@ -123,6 +123,16 @@ class Deployment:
                   "meta.validation": "federated", "client.eval_meteor": False, "federation.rounds": 2, **extra}
         return submit_run(self.server, APP, values)
 
+    def wait_online(self, count: int) -> None:
+        """Until `count` SuperNodes are online at the SuperLink (a run that starts sooner sees fewer sites)."""
+        end = time.monotonic() + STALL
+        while time.monotonic() < end:
+            nodes = flwr_json(self.server, "supernode", "list", self.server.connection, timeout=60)["nodes"]
+            if sum(n["status"] == "online" for n in nodes) >= count:
+                return
+            time.sleep(1.0)
+        raise AssertionError(f"fewer than {count} SuperNodes online after {STALL:.0f} s")
+
     def wait(self, run_id: int, out: Path) -> str:
         """The run's end state, failing only when it stops moving (see STALL)."""
         rounds = checkpoint_progress(out)
@@ -209,8 +219,10 @@ def test_a_site_killed_in_round_2_does_not_stop_the_run(deployment):
     d.start_link()
     d.start_node(0)
     victim = d.start_node(1)
+    d.wait_online(2)  # min_sites 1 would let round 1 start with one site on a busy machine
+    # 90 s: a round with both sites (each message a fresh ClientApp process) took ~45 s on a busy 2-core machine.
     run_id = d.run(d.root / "run", **{"federation.rounds": 3, "federation.min_sites": 1,
-                                      "federation.round_timeout": 45.0})
+                                      "federation.round_timeout": 90.0})
     wait_for(d.root / "run" / "checkpoints" / "round-0001.pt", STALL)
     os.killpg(victim.pid, signal.SIGKILL)
     assert d.wait(run_id, d.root / "run") == "finished:completed"
