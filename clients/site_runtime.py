@@ -107,7 +107,9 @@ def resolve_manifest(node_config: dict, data_root: str | None, data_sites: str =
 
 
 def site_runtime(cfg_flat: dict, base_dir: str | Path, manifest: str | Path, index: int) -> SiteRuntime:
-    key = (tuple(sorted((k, str(v)) for k, v in cfg_flat.items())), str(base_dir), str(manifest))
+    # The index seeds the site's draws: a leave-one-site-out run gives a site another index than the
+    # full run, so it is part of the key (else the results would depend on which run came first).
+    key = (tuple(sorted((k, str(v)) for k, v in cfg_flat.items())), str(base_dir), str(manifest), index)
     if key in _RUNTIMES:
         _RUNTIMES.move_to_end(key)
         rt = _RUNTIMES[key]
