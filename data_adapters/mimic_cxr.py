@@ -32,6 +32,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -189,6 +190,7 @@ def prepare_mimic_cxr(root: str | Path, patients: str | Path, out: str | Path, p
     # Plan every study from the tables first (all skips that need no image happen here, inside the loop),
     # then place subjects on sites, then decode and write the images straight under their final names.
     planned: list[tuple[_Study, ExamRecord, _ImageJob]] = []
+    reports: list[tuple[str, str, str, str]] = []  # per planned study: findings, impression, subject, study
     for st in sorted(studies.values(), key=lambda s: s.line):
         pseudo_study = pseudonymizer.study(st.study)
         where = f"(study {pseudo_study})"
@@ -218,10 +220,10 @@ def prepare_mimic_cxr(root: str | Path, patients: str | Path, out: str | Path, p
             site_id="", patient_id=pseudo, visit_index=0,
             study_date=pseudonymizer.shift(st.subject, st.date.date()), days_since_prior=0,
             age=float(anchor_age + st.date.year - anchor_year), sex=sex if sex in "MF" else "U",
-            image_paths=[], findings=pseudonymizer.scrub(sections.findings, st.subject, (st.study,)),
-            impression=pseudonymizer.scrub(sections.impression, st.subject, (st.study,)), split=split,
+            image_paths=[], findings="", impression="", split=split,  # scrubbed text is filled in below
             extras={"view": views[0][1]}, labels=labels_of.get(st.study, {}),
         )
+        reports.append((sections.findings, sections.impression, st.subject, st.study))
         sources = tuple(str(p) if (p := _image_path(root / "files", st.subject, st.study, d)) else ""
                         for d, _ in views)
         planned.append((st, record, _ImageJob(pseudo_study, sources, str(out), "", f"{pseudo}/{pseudo_study}",
@@ -241,8 +243,14 @@ def prepare_mimic_cxr(root: str | Path, patients: str | Path, out: str | Path, p
                    "views": opts.views, "per_study": opts.per_study, "sites": opts.sites,
                    "partition": opts.partition, "seed": opts.seed, "alpha": opts.dirichlet_alpha,
                    "pseudonyms": pseudonymizer.study("\x00journal")}
-    results = run_jobs(out, jobs, _write_study, fingerprint, opts.workers, progress,
-                       images_per_job=lambda j: 1 if j.per_study == "one" else len(j.sources))
+    # Scrubbing the reports is most of what the parent does: it runs in a thread while the workers write
+    # images (the regexes hold this interpreter's lock, the wait on the pool does not). Same text at any count.
+    with ThreadPoolExecutor(1) as scrubber:
+        scrubbed = scrubber.submit(_scrub_reports, reports, pseudonymizer)
+        results = run_jobs(out, jobs, _write_study, fingerprint, opts.workers, progress,
+                           images_per_job=lambda j: 1 if j.per_study == "one" else len(j.sources))
+        for (_, record, _), (findings, impression) in zip(planned, scrubbed.result()):
+            record.findings, record.impression = findings, impression
 
     records_by_subject: dict[str, list[ExamRecord]] = defaultdict(list)
     when: dict[int, dt.datetime] = {}  # id(record) -> StudyDate and StudyTime, for the visit order
@@ -258,6 +266,12 @@ def prepare_mimic_cxr(root: str | Path, patients: str | Path, out: str | Path, p
         records.sort(key=lambda r: when[id(r)])
         sites[records[0].site_id].extend(records)
     return write_prepared(out, sites, skipped)
+
+
+def _scrub_reports(reports: list[tuple[str, str, str, str]], pseudonymizer: Pseudonymizer) -> list[tuple[str, str]]:
+    """Findings and impression of each report without PHI (the study id counts as an identifier)."""
+    return [(pseudonymizer.scrub(findings, subject, (study,)), pseudonymizer.scrub(impression, subject, (study,)))
+            for findings, impression, subject, study in reports]
 
 
 @dataclass
