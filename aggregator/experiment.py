@@ -18,7 +18,7 @@ Each (setting, seed) is one federated run under OUT/runs/...; a run whose
 results.json says completed is reused, so an interrupted sweep continues where it
 stopped. Writes OUT/results.md (comparison, per-visit and leave-one-site-out
 tables, mean ± std over seeds, with the machine and date), OUT/summary.json and
-OUT/plots/*.png (CIDEr against rounds, metrics against visit index, alpha per
+OUT/plots/*.png (CIDEr against rounds when federation.eval_every > 0, metrics against visit index, alpha per
 visit against rounds).
 """
 
@@ -314,17 +314,18 @@ def write_plots(folder: Path, main: list[RunSummary]) -> list[Path]:
                                                         + plt.get_cmap("tab20").colors[1::2])
     style = {n: ("--" if n.startswith("fedtar-") else "-") for n in names}
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for n in names:
-        curves = [[h.get("eval", {}).get("cider", math.nan) for h in s.history] for s in main if s.strategy == n]
-        if curves and curves[0]:
-            rounds = range(1, len(curves[0]) + 1)
-            ax.plot(list(rounds), [_mean([c[i] for c in curves if i < len(c)]) for i in range(len(curves[0]))],
-                    marker="o", label=n, linestyle=style[n])
-    ax.set(xlabel="round", ylabel="CIDEr (test patients)", title="CIDEr against rounds")
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.legend(fontsize=7)
-    written.append(_save(fig, folder / "cider_vs_rounds.png"))
+    if any("cider" in h.get("eval", {}) for s in main for h in s.history):  # federation.eval_every > 0
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for n in names:
+            curves = [[h.get("eval", {}).get("cider", math.nan) for h in s.history] for s in main if s.strategy == n]
+            if curves and curves[0]:
+                rounds = range(1, len(curves[0]) + 1)
+                ax.plot(list(rounds), [_mean([c[i] for c in curves if i < len(c)]) for i in range(len(curves[0]))],
+                        marker="o", label=n, linestyle=style[n])
+        ax.set(xlabel="round", ylabel="CIDEr (test patients)", title="CIDEr against rounds")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.legend(fontsize=7)
+        written.append(_save(fig, folder / "cider_vs_rounds.png"))
 
     fig, axes = plt.subplots(1, len(PLOT_METRICS), figsize=(4 * len(PLOT_METRICS), 3.5))
     for ax, metric in zip(axes, PLOT_METRICS):

@@ -63,7 +63,8 @@ def test_the_fta_sweep_file_parses_and_runs_at_a_tiny_size(tiny_base, tmp_path):
     tiny = dataclasses.replace(sweep.experiment, seeds=[0], rounds=1, lr_rounds=1, sites=2, patients=8, visits=3,
                                methods=["fedtar", "drfa"], lr_grid=sweep.experiment.lr_grid[:2],
                                loso_methods=[], base=str(tiny_base))
-    small = dataclasses.replace(sweep, experiment=tiny, ablations=sweep.ablations[-1:],
+    all_options = [a for a in sweep.ablations if a.name == "fedtar-all-fta-options"]
+    small = dataclasses.replace(sweep, experiment=tiny, ablations=all_options,
                                 config={**sweep.config, **{k: v for k, v in TINY_FED.items()
                                                            if k != "federation.min_sites"}},
                                 synthetic={**sweep.synthetic, "image_size": 32})
@@ -85,3 +86,6 @@ def test_the_fta_sweep_file_parses_and_runs_at_a_tiny_size(tiny_base, tmp_path):
     assert meta["config"]["split"] == "prospective" and "prospective_cut" in meta["sites"]["site1"]
     report = (out / "results.md").read_text()
     assert "Learning-rate search" in report and "per study year" in report and "| fedtar-all-fta-options " in report
+    # fta.toml evaluates only at the end: no CIDEr-against-rounds plot without points to draw.
+    assert not (out / "plots" / "cider_vs_rounds.png").exists() and "cider_vs_rounds" not in report
+    assert (out / "plots" / "alpha_vs_rounds.png").is_file()
