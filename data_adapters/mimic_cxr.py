@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -245,10 +246,16 @@ def prepare_mimic_cxr(root: str | Path, patients: str | Path, out: str | Path, p
                    "pseudonyms": pseudonymizer.study("\x00journal")}
     # Scrubbing the reports is most of what the parent does: it runs in a thread while the workers write
     # images (the regexes hold this interpreter's lock, the wait on the pool does not). Same text at any count.
+    # A failed or interrupted prepare stops the thread too (at MIMIC size it has minutes of text left).
+    stop = threading.Event()
     with ThreadPoolExecutor(1) as scrubber:
-        scrubbed = scrubber.submit(_scrub_reports, reports, pseudonymizer)
-        results = run_jobs(out, jobs, _write_study, fingerprint, opts.workers, progress,
-                           images_per_job=lambda j: 1 if j.per_study == "one" else len(j.sources))
+        scrubbed = scrubber.submit(_scrub_reports, reports, pseudonymizer, stop)
+        try:
+            results = run_jobs(out, jobs, _write_study, fingerprint, opts.workers, progress,
+                               images_per_job=lambda j: 1 if j.per_study == "one" else len(j.sources))
+        except BaseException:
+            stop.set()
+            raise
         for (_, record, _), (findings, impression) in zip(planned, scrubbed.result()):
             record.findings, record.impression = findings, impression
 
@@ -268,10 +275,16 @@ def prepare_mimic_cxr(root: str | Path, patients: str | Path, out: str | Path, p
     return write_prepared(out, sites, skipped)
 
 
-def _scrub_reports(reports: list[tuple[str, str, str, str]], pseudonymizer: Pseudonymizer) -> list[tuple[str, str]]:
+def _scrub_reports(reports: list[tuple[str, str, str, str]], pseudonymizer: Pseudonymizer,
+                   stop: threading.Event) -> list[tuple[str, str]]:
     """Findings and impression of each report without PHI (the study id counts as an identifier)."""
-    return [(pseudonymizer.scrub(findings, subject, (study,)), pseudonymizer.scrub(impression, subject, (study,)))
-            for findings, impression, subject, study in reports]
+    scrubbed = []
+    for findings, impression, subject, study in reports:
+        if stop.is_set():
+            break
+        scrubbed.append((pseudonymizer.scrub(findings, subject, (study,)),
+                         pseudonymizer.scrub(impression, subject, (study,))))
+    return scrubbed
 
 
 @dataclass

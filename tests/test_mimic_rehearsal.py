@@ -6,6 +6,7 @@ import csv
 import gzip
 import json
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -109,9 +110,19 @@ def test_interrupted_prepare_continues_where_it_stopped(archive, tmp_path, monke
         return load(path)
 
     monkeypatch.setattr(mimic_cxr, "_load_image", interrupted)
+    scrub, scrubbed = type(KEY).scrub, []
+
+    def slow_scrub(self, *args, **kwargs):  # a MIMIC-sized backlog of report text for the scrubbing thread
+        time.sleep(0.05)
+        scrubbed.append(1)
+        return scrub(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(KEY), "scrub", slow_scrub)
     with pytest.raises(KeyboardInterrupt):
         prepare_mimic_cxr(archive.root, archive.patients, tmp_path / "resumed", KEY, opts)
     assert not (tmp_path / "resumed" / "federation.json").exists()
+    assert len(scrubbed) < 240, "the interrupt stops the scrubbing thread, not only the image workers"
+    monkeypatch.setattr(type(KEY), "scrub", scrub)
     calls.clear()
     monkeypatch.setattr(mimic_cxr, "_load_image", lambda path: calls.append(path) or load(path))
     prepare_mimic_cxr(archive.root, archive.patients, tmp_path / "resumed", KEY, opts)
