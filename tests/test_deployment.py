@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -125,13 +126,11 @@ class Deployment:
 
     def wait_online(self, count: int) -> None:
         """Until `count` SuperNodes are online at the SuperLink (a run that starts sooner sees fewer sites)."""
-        end = time.monotonic() + STALL
-        while time.monotonic() < end:
+        def online() -> bool:
             nodes = flwr_json(self.server, "supernode", "list", self.server.connection, timeout=60)["nodes"]
-            if sum(n["status"] == "online" for n in nodes) >= count:
-                return
-            time.sleep(1.0)
-        raise AssertionError(f"fewer than {count} SuperNodes online after {STALL:.0f} s")
+            return sum(n["status"] == "online" for n in nodes) >= count
+
+        wait_until(online, STALL, f"{count} SuperNodes online")
 
     def wait(self, run_id: int, out: Path) -> str:
         """The run's end state, failing only when it stops moving (see STALL)."""
@@ -176,10 +175,10 @@ def deployment(tmp_path, tiny_base):
     d.stop_all()
 
 
-def wait_for(path: Path, timeout: float) -> None:
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} did not appear within {timeout:.0f} s"
+    while not condition():
+        assert time.monotonic() < deadline, f"not {what} within {timeout:.0f} s"
         time.sleep(0.5)
 
 
@@ -223,7 +222,8 @@ def test_a_site_killed_in_round_2_does_not_stop_the_run(deployment):
     # 90 s: a round with both sites (each message a fresh ClientApp process) took ~45 s on a busy 2-core machine.
     run_id = d.run(d.root / "run", **{"federation.rounds": 3, "federation.min_sites": 1,
                                       "federation.round_timeout": 90.0})
-    wait_for(d.root / "run" / "checkpoints" / "round-0001.pt", STALL)
+    first = d.root / "run" / "checkpoints" / "round-0001.pt"
+    wait_until(first.exists, STALL, f"{first} written")
     os.killpg(victim.pid, signal.SIGKILL)
     assert d.wait(run_id, d.root / "run") == "finished:completed"
     results = json.loads((d.root / "run" / "results.json").read_text())
@@ -240,7 +240,8 @@ def test_server_killed_after_round_1_resumes_to_the_same_state(deployment):
     reference = d.run(d.root / "reference")
     assert d.wait(reference, d.root / "reference") == "finished:completed"
     d.run(d.root / "run")
-    wait_for(d.root / "run" / "checkpoints" / "round-0001.pt", STALL)
+    first = d.root / "run" / "checkpoints" / "round-0001.pt"
+    wait_until(first.exists, STALL, f"{first} written")
     stop(d.link, grace=0.1)  # the SuperLink and its ServerApp, mid-run
     d.start_link()            # same database: the sites' keys and connections come back
     resumed = d.run(d.root / "run", resume=True)
