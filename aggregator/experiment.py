@@ -46,7 +46,7 @@ from aggregator.simulation import (
     run_simulations,
 )
 from data_adapters.synthetic import SyntheticConfig
-from fedtar.config import apply_overrides, load_config, load_dataclass_toml
+from fedtar.config import apply_overrides, load_config, load_dataclass_toml, read_toml
 from fedtar.evaluation import REPORT_COLUMNS
 from fedtar.tables import format_table
 
@@ -102,11 +102,9 @@ class Sweep:
 
 
 def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None) -> Sweep:
-    import tomllib
-
     path = Path(path)
     experiment = load_dataclass_toml(path, "experiment", ExperimentConfig)
-    tree = tomllib.loads(path.read_text())
+    tree = read_toml(path)
     ablations = []
     for name, table in tree.get("ablations", {}).items():
         table = dict(table)

@@ -188,14 +188,17 @@ def _rows(path: Path, f, skipped: list[SkippedRow]) -> Iterator[tuple[int, list[
 
 
 def read_manifest(path: str | Path) -> Manifest:
-    """Read a manifest; bad rows are skipped and listed (a row with bytes that are not UTF-8 or a field
-    over the csv size limit included), a bad file (unreadable, no header, missing columns) raises."""
+    """Read a manifest; bad rows are skipped and listed (a row with bytes that are not UTF-8, a field
+    over the csv size limit or a repeat of an earlier exam, the first kept, included), a bad file
+    (unreadable, no header, missing columns) raises. A UTF-8 byte-order mark is read as UTF-8."""
     path = Path(path)
     records: list[ExamRecord] = []
     skipped: list[SkippedRow] = []
+    seen: dict[tuple, int] = {}  # (site, patient, study date, images) -> first line
     try:
-        # surrogateescape: a byte that is not UTF-8 spoils its row only (found below), not the file.
-        with path.open(newline="", encoding="utf-8", errors="surrogateescape") as f:
+        # surrogateescape: a byte that is not UTF-8 spoils its row only (found below), not the file;
+        # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8") is not part of the first column's name.
+        with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as f:
             rows = _rows(path, f, skipped)
             header = next(rows, (0, []))[1]
             if _has_bad_bytes(header):
@@ -216,10 +219,18 @@ def read_manifest(path: str | Path) -> Manifest:
                     skipped.append(SkippedRow(path, line, f"bytes that are not UTF-8 in column(s) {', '.join(bad)}"))
                     continue
                 try:
-                    records.append(_parse_row(row, path.parent))
-                    records[-1].line = line
+                    record = _parse_row(row, path.parent)
                 except (ValueError, KeyError) as e:
                     skipped.append(SkippedRow(path, line, str(e)))
+                    continue
+                key = (record.site_id, record.patient_id, record.study_date, tuple(record.image_paths))
+                first = seen.setdefault(key, line)
+                if first != line:  # the same exam twice (a pasted block, a re-run export): the first is kept
+                    skipped.append(SkippedRow(path, line, f"duplicate of line {first} (same site, patient, "
+                                                          "study date and images)"))
+                    continue
+                record.line = line
+                records.append(record)
     except OSError as e:
         raise ManifestError(f"{path}: cannot read manifest: {e}") from e
     return Manifest(path=path, records=assign_visits(records), skipped=skipped)

@@ -324,6 +324,11 @@ def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """A TOML file as a tree; a UTF-8 byte-order mark (Notepad, Excel) is skipped, not a syntax error."""
+    return tomllib.loads(Path(path).read_text(encoding="utf-8-sig"))
+
+
 def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None,
                 preset: Mapping[str, Any] | None = None) -> FedTARConfig:
     """Defaults, then a preset (if any), then the TOML file (if any), then the overrides."""
@@ -331,7 +336,7 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
     if path is not None:
         path = Path(path)
         try:
-            tree = tomllib.loads(path.read_text())
+            tree = read_toml(path)
         except (OSError, tomllib.TOMLDecodeError) as e:
             raise ValueError(f"{path}: cannot read config: {e}") from e
         try:
@@ -356,7 +361,7 @@ def load_dataclass_toml(path: str | Path, table: str, cls: type) -> Any:
     """One table of a role's TOML file (server.toml, node.toml) as a dataclass; keys may use - or _."""
     path = Path(path)
     try:
-        tree = tomllib.loads(path.read_text())
+        tree = read_toml(path)
     except (OSError, tomllib.TOMLDecodeError) as e:
         raise ValueError(f"{path}: cannot read: {e}") from e
     if not isinstance(tree.get(table), dict):

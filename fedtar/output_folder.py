@@ -173,7 +173,7 @@ def claim_output_file(path: str | Path, kind: str, header: str, inputs: Mapping[
     with locked(path.with_name(path.name + ".lock"), kind):
         if path.exists() and not overwrite:
             try:
-                with path.open(encoding="utf-8", errors="replace") as f:
+                with path.open(encoding="utf-8-sig", errors="replace") as f:  # a BOM (Excel) is not the header
                     first = f.readline().rstrip("\r\n")
             except OSError as e:
                 raise OutputError(f"{path}: exists and cannot be read: {e}") from e

@@ -4,6 +4,7 @@ only, named by file and line; skips are logged as a count and the first few."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import shutil
 
@@ -70,3 +71,66 @@ def test_a_label_value_out_of_range_skips_its_row(small_federation, tmp_path):
     m = read_manifest(manifest)
     assert [s.line for s in m.skipped] == [2] and "out of range" in m.skipped[0].reason
     assert len(m.records) == len(rows) - 1
+
+
+@dataclasses.dataclass
+class _Role:
+    port: int = 0
+
+
+def test_a_byte_order_mark_is_read_as_utf8_in_manifests_tables_and_toml(small_federation, tmp_path):
+    """Issue 21: Excel's "CSV UTF-8" (and Notepad) put a byte-order mark before the first column name."""
+    from data_adapters.prepared import read_table
+    from fedtar.config import load_config, load_dataclass_toml
+    from fedtar.output_folder import claim_output_file
+
+    manifest = _site(small_federation[0], tmp_path / "site")
+    plain = read_manifest(manifest)
+    manifest.write_bytes(b"\xef\xbb\xbf" + manifest.read_bytes())
+    m = read_manifest(manifest)
+    assert m.skipped == [] and [r.patient_id for r in m.records] == [r.patient_id for r in plain.records]
+    assert m.records[0].site_id == plain.records[0].site_id
+
+    table = tmp_path / "patients.csv"
+    table.write_bytes(b"\xef\xbb\xbfsubject_id,gender\n1,F\n")
+    assert read_table(table, ("subject_id",)) == [(2, {"subject_id": "1", "gender": "F"})]
+
+    config = tmp_path / "run.toml"
+    config.write_bytes(b"\xef\xbb\xbf[model]\nhidden_size = 48\n")
+    assert load_config(config).model.hidden_size == 48
+    role = tmp_path / "node.toml"
+    role.write_bytes(b"\xef\xbb\xbf[supernode]\nport = 9094\n")
+    assert load_dataclass_toml(role, "supernode", _Role).port == 9094
+
+    out = tmp_path / "generated_reports.csv"
+    out.write_bytes(b"\xef\xbb\xbfheader,line\n1,2\n")  # fedtar's own output, saved again by Excel
+    with claim_output_file(out, "evaluate", "header,line") as claimed:
+        assert claimed == out
+
+
+def test_a_repeated_exam_row_is_skipped_naming_its_line_and_the_first_is_kept(small_federation, tmp_path):
+    manifest = _site(small_federation[0], tmp_path / "site")
+    lines = manifest.read_bytes().rstrip(b"\n").split(b"\n")
+    total = len(lines) - 1
+    lines.append(lines[3])                                  # line 4 again, as line total + 2
+    manifest.write_bytes(b"\n".join(lines) + b"\n")
+    m = read_manifest(manifest)
+    assert [(s.line, s.reason) for s in m.skipped] == [
+        (total + 2, "duplicate of line 4 (same site, patient, study date and images)")]
+    assert f"{manifest}:{total + 2}: duplicate of line 4" in str(m.skipped[0])
+    assert len(m.records) == total and sorted(r.line for r in m.records) == list(range(2, total + 2))
+
+    # Same exam, different report text: still the same exam (site, patient, date and images).
+    with manifest.open(newline="") as f:
+        rows = list(csv.DictReader(f))[:total]
+    rows.append(dict(rows[0], findings="A different report for the same images.", visit_index="9"))
+    rows.append(dict(rows[0], image_paths=rows[1]["image_paths"]))   # other images: another exam
+    with manifest.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    m = read_manifest(manifest)
+    assert [s.line for s in m.skipped] == [total + 2] and "duplicate of line 2" in m.skipped[0].reason
+    assert len(m.records) == total + 1
+    kept = next(r for r in m.records if r.line == 2)
+    assert kept.findings == rows[0]["findings"]
