@@ -102,6 +102,11 @@ def test_a_byte_order_mark_is_read_as_utf8_in_manifests_tables_and_toml(small_fe
     role.write_bytes(b"\xef\xbb\xbf[supernode]\nport = 9094\n")
     assert load_dataclass_toml(role, "supernode", _Role).port == 9094
 
+    from fedtar.metrics.iu_reports import load_labels
+    labels = tmp_path / "labels.csv"
+    labels.write_bytes(b"\xef\xbb\xbfreport_id,Edema\n3,1\n")
+    assert load_labels(labels) == (("Edema",), {3: {"Edema": 1}})
+
     out = tmp_path / "generated_reports.csv"
     out.write_bytes(b"\xef\xbb\xbfheader,line\n1,2\n")  # fedtar's own output, saved again by Excel
     with claim_output_file(out, "evaluate", "header,line") as claimed:

@@ -117,7 +117,7 @@ def odd_reports(archive: str | os.PathLike, ids: Iterable[int] | None = None) ->
 
 def load_labels(path: str | os.PathLike = DEV_LABELS) -> tuple[tuple[str, ...], dict[int, dict[str, int]]]:
     """(observations, {report id: {observation: 1 / 0 / -1}}); a blank cell (not mentioned) is left out."""
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:  # a BOM (a spreadsheet's "CSV UTF-8") is UTF-8
         rows = list(csv.reader(f))
     header, body = rows[0], rows[1:]
     observations = tuple(header[1:])
