@@ -62,6 +62,9 @@ _WEAK = re.compile(r"^(?:the heart|heart size|cardiac size|cardiac shadow|cardia
                    r"|contour|mediastin\w*|cardiomediastinum|mediastinal (?:configuration|silhouette)"
                    r"|pericardial silhouette)$")
 _ENLARGED = re.compile(r"enlarg|widen|cardiomegaly|prominent|increased in size|large\b")
+# What makes a structure-only mention a statement about its size (else it names no finding).
+_SIZE_WORD = re.compile(r"enlarg|widen|cardiomegaly|prominen|increased|large\b|larger\b|borderline|upper limits?"
+                        r"|top[\s-]normal|upper[\s-]normal|high[\s-]normal|increase in size|\bmass\b|normal|limits")
 _STABLE = re.compile(r"\b(?:stable|unchanged|similar|not changed|no (?:\w+ )?change)\b")
 _ALWAYS_UNCERTAIN = re.compile(r"vascular congestion|pulmonary congestion|indistinctness|vascular prominence")
 
@@ -92,7 +95,8 @@ def sentences(text: str) -> list[str]:
 
 # --- cues
 _BREAK = re.compile(r"\b(?:but|however|although|though|which|except|aside from|apart from|with|whereas|while"
-                    r"|otherwise|there (?:is|are|was|were|has been|have been)|[a-z]+ (?:is|are) (?:seen|noted|present)"
+                    r"|(?<!is )(?<!are )(?<!appears )(?<!appear )otherwise"
+                    r"|there (?:is|are|was|were|has been|have been)|[a-z]+ (?:is|are) (?:seen|noted|present)"
                     r")\b|[;:]")
 # Pre-negation uncertainty (checked first).
 _PRE_UNC_BEFORE = re.compile(r"\bcannot (?:be )?(?:entirely |completely )?(?:exclud|rule out)|\bnot (?:be )?exclud"
@@ -106,12 +110,47 @@ _NEG_BEFORE = re.compile(r"\bno\b(?!\s+(?:\w+\s+){0,2}?(?:change|increase|decrea
                          r"|\bresolution of\b|\bresolved\b|\bremoval of\b|\bno longer\b|\babsence of\b"
                          r"|\brather than\b|\bnor\b|\bhistory of\b|\bdisappearance of\b|\bsequelae of\b"
                          r"|\bclearing of\b|\bexclude\b|\bdeny\b|\bdenies\b")
-_NORMAL_BEFORE = re.compile(r"\b(?:normal|unremarkable)\b(?:\W+[\w-]+){0,4}\W*$")
+_NORMAL_BEFORE = re.compile(r"\b(?:normal|unremarkable)\b(?:\W+[\w-]+){0,4}\W*$"
+                            # "normal size and configuration of the cardiac silhouette"
+                            r"|\bnormal\s+[\w-]+(?:\s+(?:and|or)\s+[\w-]+)?\s+of\s+(?:the\s+)?$")
+# Degree words that sit inside a negation ("not significantly enlarged").
+_DEGREE = (r"(?:significantly|substantially|markedly|definitely|grossly|appreciably|clearly|particularly|overtly"
+           r"|obviously|acutely|considerably|much|very|well|convincingly|substantively)")
+_NEG_VERDICT = (r"(?:absent|resolved|removed|cleared|gone|normal|unremarkable|within (?:the )?normal limits"
+                r"|within (?:the )?limits of normal|within normal range|top[\s-]normal|upper limits? of normal"
+                r"|no longer (?:seen|present|visible|identified|evident)"
+                rf"|not (?:{_DEGREE}\s+)?(?:seen|identified|present|visualized|enlarged|appreciated|demonstrated"
+                r"|evident|widened|increased|prominent|large|dilated))")
 _NEG_AFTER = re.compile(r"^\W*(?:[\w-]+\W+){0,4}?(?:(?:is|are|has|have|was|were|appears?|remains?|looks?|seems?)"
-                        r"\s+(?:[\w-]+\s+){0,3}?)?(?:absent|resolved|removed|cleared|gone"
-                        r"|no longer (?:seen|present|visible|identified|evident)"
-                        r"|not (?:seen|identified|present|visualized|enlarged|appreciated|demonstrated|evident)"
-                        r"|normal|unremarkable|within normal limits|top[\s-]normal|upper limits? of normal)\b")
+                        rf"\s+(?:[\w-]+\s+){{0,3}}?)?{_NEG_VERDICT}\b")
+# A coordinated list closed by one verdict: "cardiac size, mediastinal contour, and pulmonary vascularity are
+# within normal limits", "heart and mediastinum of normal size". The words between the mention and the
+# verb must be list items (short, no finding adjective); the verdict follows the verb.
+_COPULA = re.compile(r"\b(?:is|are|was|were|appears?|remains?|looks?|seems?|has|have)\b")
+_VERBLESS_VERDICT = re.compile(r"\b(?:of\s+)?(?:normal|unremarkable|within normal limits)\b")
+_PREDICATE_NEG = re.compile(rf"^\s+(?:(?:been|to be|otherwise|again|still|now|both|all|each|overall)\s+)*"
+                            rf"(?:{_DEGREE}\s+)?{_NEG_VERDICT}\b")
+_LIST_SEP = re.compile(r",|\band\b|\bor\b")
+_NOT_LIST_ITEM = re.compile(r"\b(?:no|not|without|enlarg\w*|widen\w*|prominen\w*|increas\w*|decreas\w*|large"
+                            r"|small|mild\w*|moderate\w*|severe\w*|new|seen|noted|present|identified|visible"
+                            r"|demonstrated|stable|unchanged)\b")
+
+
+def _list_closed_negative(after: str) -> bool:
+    """The mention heads a coordinated list whose closing verdict is normal / absent."""
+    cop, verbless = _COPULA.search(after), _VERBLESS_VERDICT.search(after)
+    if cop is not None and (verbless is None or cop.start() < verbless.start()):
+        between, predicate = after[:cop.start()], after[cop.end():]
+        if not _PREDICATE_NEG.match(predicate):
+            return False
+    elif verbless is not None:
+        between = after[:verbless.start()]
+    else:
+        return False
+    items = [i.split() for i in _LIST_SEP.split(between)]
+    return all(len(i) <= 4 for i in items) and not _NOT_LIST_ITEM.search(between)
+
+
 # Uncertainty.
 _UNC_BEFORE = re.compile(r"\b(?:may|might|could|would|possibl\w*|probabl\w*|presumabl\w*|likely|question\w*"
                          r"|suspect\w*|suspicious|suspicion|concern\w*|worrisome|suggest\w*|represent\w*"
@@ -144,7 +183,8 @@ def _classify(sentence: str, start: int, end: int) -> int:
     before, after = _clause(sentence, start, end)
     if _PRE_UNC_BEFORE.search(before) or _PRE_UNC_AFTER.match(after):
         return -1
-    if _NEG_BEFORE.search(before) or _NORMAL_BEFORE.search(before) or _NEG_AFTER.match(after):
+    if (_NEG_BEFORE.search(before) or _NORMAL_BEFORE.search(before) or _NEG_AFTER.match(after)
+            or _list_closed_negative(after)):
         return 0
     if _UNC_BEFORE.search(before) or _UNC_AFTER.match(after):
         return -1
@@ -186,10 +226,15 @@ def _sentence_labels(sentence: str) -> tuple[tuple[str, int, bool], ...]:
         text = m.group(0)
         if label != 0 and obs == "Edema" and _ALWAYS_UNCERTAIN.fullmatch(text.replace("-", " ")):
             label = -1
-        if (label == 1 and obs in ("Cardiomegaly", "Enlarged Cardiomediastinum") and _WEAK.match(text)
-                and _STABLE.search(sentence) and not _ENLARGED.search(sentence)):
-            label = -1
-            soft.add(obs)
+        if label == 1 and obs in ("Cardiomegaly", "Enlarged Cardiomediastinum") and _WEAK.match(text):
+            # A structure named without an abnormality ("the heart and lungs have XXXX", "contour
+            # deformity of the rib") is no finding; a stable one is uncertain (CheXpert).
+            before, after = _clause(sentence, m.start(), m.end())
+            if not (_SIZE_WORD.search(before.rsplit(",", 1)[-1]) or _SIZE_WORD.search(after)):
+                if not _STABLE.search(sentence):
+                    continue
+                label = -1
+                soft.add(obs)
         out[obs] = _aggregate(out.get(obs), label)
         if obs == "Edema" and label != 0 and text in ("chf", "heart failure"):
             out["Cardiomegaly"] = _aggregate(out.get("Cardiomegaly"), -1)
