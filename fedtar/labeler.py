@@ -98,15 +98,17 @@ _BREAK = re.compile(r"\b(?:but|however|although|though|which|except|aside from|a
                     r"|(?<!is )(?<!are )(?<!appears )(?<!appear )otherwise"
                     r"|there (?:is|are|was|were|has been|have been)|[a-z]+ (?:is|are) (?:seen|noted|present)"
                     r")\b|[;:]")
+_BREAK_UNC = re.compile(_BREAK.pattern.replace("|with|", "|"))
 # Pre-negation uncertainty (checked first).
 _PRE_UNC_BEFORE = re.compile(r"\bcannot (?:be )?(?:entirely |completely )?(?:exclud|rule out)|\bnot (?:be )?exclud"
                              r"|\bno new\b|\bno evidence to rule out")
 _PRE_UNC_AFTER = re.compile(r"^\W*(?:[\w-]+\W+){0,6}?(?:cannot|could not|may not|is not|are not|not)\s+"
                             r"(?:be\s+)?(?:entirely\s+|completely\s+|totally\s+|definitely\s+)?"
-                            r"(?:exclud\w*|ruled? out)")
+                            r"(?:exclud\w*|ruled? out)"
+                            r"|^\W*(?:[\w-]+\W+){0,6}?difficult to (?:entirely |completely )?exclude")
 # Negation.
 _NEG_BEFORE = re.compile(r"\bno\b(?!\s+(?:\w+\s+){0,2}?(?:change|increase|decrease|worsening|improvement"
-                         r"|difference)s?\b)|\bnot\b|\bwithout\b|\bnegative for\b|\bfree of\b|\bclear of\b"
+                         r"|difference)s?\b)|\bnot\b(?=[^,]*$)|\bwithout\b|\bnegative for\b|\bfree of\b|\bclear of\b"
                          r"|\bresolution of\b|\bresolved\b|\bremoval of\b|\bno longer\b|\babsence of\b"
                          r"|\brather than\b|\bnor\b|\bhistory of\b|\bdisappearance of\b|\bsequelae of\b"
                          r"|\bclearing of\b|\bexclude\b|\bdeny\b|\bdenies\b")
@@ -156,29 +158,38 @@ _UNC_BEFORE = re.compile(r"\b(?:may|might|could|would|possibl\w*|probabl\w*|pres
                          r"|suspect\w*|suspicious|suspicion|concern\w*|worrisome|suggest\w*|represent\w*"
                          r"|reflect\w*|indicat\w*|differential|consideration|considered|consider|favou?r\w*"
                          r"|correlat\w*|secondary to|atypical|borderline|equivocal|rule out|evaluat\w* for"
-                         r"|assess\w* for|versus|vs|cannot|uncertain|not clear|unclear|obscur\w*|vs)\b")
+                         r"|assess\w* for|versus|vs|cannot|uncertain|not clear|unclear|obscur\w*|vs)\b"
+                         # IU masks words as XXXX; right after a comma or "appearance"/"most", or before
+                         # "due"/"representing", the masked word is a hedge ("likely", "suggesting").
+                         r"|(?:(?<!mild)(?<!minimal)(?<!small)(?<!patchy)(?<!subtle)(?<!faint)(?<!streaky),|\bappearance|\bmost)"
+                         r"\s+xxxx(?:\s+[\w-]+){0,2}\s*$|\bxxxx\s+(?:due|represent\w*|reflect\w*)\b")
 _UNC_AFTER = re.compile(r"^\s*(?:[\w-]+\s+){0,3}?(?:(?:is|are|was|were)\s+)?(?:(?:also|less|more|most|not)\s+)?"
                         r"(?:(?:possible|possibly|probable|probably|likely)(?!\s+(?:reflect|represent|due|secondary"
                         r"|relate|indicat|correspond|from|caused))|suspected|questionable|favou?red|considered"
                         r"|a consideration|in question|obscured|not well (?:seen|evaluated|visualized)"
                         r"|(?:may|might|could|can)\s+(?:also\s+)?(?:be\s+)?(?:present|seen|noted|visible|developing"
                         r"|evolving|identified))\b")
-_OR_NEAR = re.compile(r"^\W*(?:[\w-]+\s+){0,2}?(?:or|versus|vs)\b")
+# Hedges anywhere after the mention in its clause: "pneumonia is in the differential", "compatible with
+# pneumonia in the appropriate clinical setting".
+_UNC_AFTER_ANY = re.compile(r"\b(?:is|are) (?:also )?(?:in|within) the differential\b"
+                            r"|\bin the (?:appropriate |right |proper |correct )?clinical (?:setting|context)\b")
+_OR_NEAR = re.compile(r"^\s*(?:[\w-]+\s+){0,2}?(?:or|versus|vs)\b")
 _OR_BEFORE_NEAR = re.compile(r"\b(?:or|versus|vs)(?:\s+[\w-]+){0,2}\s*$")
 
 
-def _clause(sentence: str, start: int, end: int) -> tuple[str, str]:
+def _clause(sentence: str, start: int, end: int, breaks: re.Pattern[str] | None = None) -> tuple[str, str]:
+    breaks = breaks or _BREAK
     before, after = sentence[:start], sentence[end:]
-    cuts = list(_BREAK.finditer(before))
+    cuts = list(breaks.finditer(before))
     if cuts:
         before = before[cuts[-1].end():]
-    cut = _BREAK.search(after)
+    cut = breaks.search(after)
     if cut:
         after = after[:cut.start()]
     return before, after
 
 
-def _classify(sentence: str, start: int, end: int) -> int:
+def _classify(sentence: str, start: int, end: int, use_or: bool = True) -> int:
     """1 / 0 / -1 for one mention, in CheXpert's order of passes."""
     before, after = _clause(sentence, start, end)
     if _PRE_UNC_BEFORE.search(before) or _PRE_UNC_AFTER.match(after):
@@ -186,9 +197,12 @@ def _classify(sentence: str, start: int, end: int) -> int:
     if (_NEG_BEFORE.search(before) or _NORMAL_BEFORE.search(before) or _NEG_AFTER.match(after)
             or _list_closed_negative(after)):
         return 0
-    if _UNC_BEFORE.search(before) or _UNC_AFTER.match(after):
+    # An uncertainty cue governs the whole phrase, across "with" ("suggestive of hilar mass with
+    # obstructive atelectasis").
+    wide_before = _clause(sentence, start, end, _BREAK_UNC)[0]
+    if _UNC_BEFORE.search(wide_before) or _UNC_AFTER.match(after) or _UNC_AFTER_ANY.search(after.split(",", 1)[0]):
         return -1
-    if "," not in after[:25] and _OR_NEAR.match(after) or _OR_BEFORE_NEAR.search(before):
+    if use_or and (_OR_NEAR.match(after) or _OR_BEFORE_NEAR.search(before)):
         return -1
     return 1
 
