@@ -173,6 +173,29 @@ _UNC_AFTER = re.compile(r"^\s*(?:[\w-]+\s+){0,3}?(?:(?:is|are|was|were)\s+)?(?:(
 # pneumonia in the appropriate clinical setting".
 _UNC_AFTER_ANY = re.compile(r"\b(?:is|are) (?:also )?(?:in|within) the differential\b"
                             r"|\bin the (?:appropriate |right |proper |correct )?clinical (?:setting|context)\b")
+# A finding attributed to another exam ("pneumonia seen on the earlier CT", "mass seen on XXXX scan") is
+# not a finding of this one.
+_OTHER_EXAM_AFTER = re.compile(r"^\W*(?:[\w-]+\W+){0,3}?(?:(?:seen|noted|shown|demonstrated|described|identified|visible"
+                               r"|evident|detected)\s+)?(?:on|at|by)\s+(?:the\s+|a\s+|an\s+)?(?:[\w-]+\s+){0,2}?"
+                               r"(?:ct|cat|scan|mri|pet|ultrasound|fluoroscopy|(?:prior|previous|earlier|recent|outside"
+                               r"|old|remote)\s+(?:[\w-]+\s+){0,2}?(?:ct|scan|study|studies|exam\w*|radiograph\w*|film\w*"
+                               r"|x-xxxx|chest x-ray))\b")
+_OTHER_EXAM_BEFORE = re.compile(r"\b(?:ct|cat scan|mri|pet|ultrasound)\b(?:\W+[\w-]+){0,6}?\W+(?:show\w*|demonstrat\w*"
+                                r"|reveal\w*)\b")
+# A density or nodule explained as something that is no lung finding ("nodular density ... represents a
+# healing rib fracture", "nodules ... are calcified sequela of old granulomatous disease").
+_EXPLAINED_AFTER = re.compile(r"^\W*(?:[\w-]+\W+){0,16}?(?:represent\w*|reflect\w*|due to|secondary to|related to"
+                              r"|relating to|attributable to|compatible with|consistent with|suggest\w*|correspond\w*"
+                              r"|from|is|are|be)\W+(?:[\w-]+\W+){0,4}?(?:artifact\w*|crowding|overlap\w*|superimpos\w*"
+                              r"|vascular shadows?|vessels?|nipples?|granulom\w*|(?<!un)(?<!non)calcifi\w*|soft tissues?"
+                              r"|costochondral|sternoclavicular|fractures?|osteophytes?|bone islands?)\b")
+_CALCIFIED_BEFORE = re.compile(r"\b(?<!un)(?<!non)(?:calcifi\w*|granulomatous)(?:\s+[\w-]+){0,3}\s*$")
+# The next sentence explains the finding away ("... nodular opacity ... This may be artifact.").
+_EXPLAINED_NEXT = re.compile(r"^(?:this|these|it|they)\b(?:\W+[\w-]+){0,4}?\W+(?:be|represents?|reflects?|is|are)\W+"
+                             r"(?:[\w-]+\W+){0,4}?(?:artifact\w*|crowding|overlap\w*|superimpos\w*|vascular shadows?"
+                             r"|vessels?|nipples?|granulom\w*|calcifi\w*|soft tissues?|costochondral|sternoclavicular)")
+_HEDGED = re.compile(r"\b(?:may|might|could|possibl\w*|probabl\w*|likely|xxxx|question\w*|suspect\w*|alternatively)\b")
+_LUNG_OPACITY_FAMILY = ("Lung Opacity", "Lung Lesion", "Edema", "Consolidation", "Pneumonia", "Atelectasis")
 _OR_NEAR = re.compile(r"^\s*(?:[\w-]+\s+){0,2}?(?:or|versus|vs)\b")
 _OR_BEFORE_NEAR = re.compile(r"\b(?:or|versus|vs)(?:\s+[\w-]+){0,2}\s*$")
 
@@ -235,9 +258,22 @@ def _sentence_labels(sentence: str) -> tuple[tuple[str, int, bool], ...]:
     """(observation, label, soft) per observation: soft marks the stable-silhouette uncertainty."""
     out: dict[str, int] = {}
     soft: set[str] = set()
-    for obs, m in _find_mentions(sentence):
-        label = _classify(sentence, m.start(), m.end())
+    mentions = _find_mentions(sentence)
+    for obs, m in mentions:
         text = m.group(0)
+        before, after = _clause(sentence, m.start(), m.end())
+        if _OTHER_EXAM_AFTER.match(after) or _OTHER_EXAM_BEFORE.search(before):
+            continue
+        if obs in ("Lung Opacity", "Lung Lesion") and (_EXPLAINED_AFTER.match(sentence[m.end():])
+                                                      or _CALCIFIED_BEFORE.search(sentence[:m.start()])):
+            continue
+        label = _classify(sentence, m.start(), m.end())
+        if label == -1 and obs == "Lung Opacity" and _classify(sentence, m.start(), m.end(), use_or=False) == 1:
+            # "scarring or atelectasis": every alternative is a lung opacity, so the opacity is certain.
+            for obs2, m2 in mentions:
+                gap = sentence[m.end():m2.start()] if m2.start() >= m.end() else sentence[m2.end():m.start()]
+                if m2 is not m and obs2 in _LUNG_OPACITY_FAMILY and re.fullmatch(r"\s*(?:or|versus|vs)\s*", gap):
+                    label = 1
         if label != 0 and obs == "Edema" and _ALWAYS_UNCERTAIN.fullmatch(text.replace("-", " ")):
             label = -1
         if label == 1 and obs in ("Cardiomegaly", "Enlarged Cardiomediastinum") and _WEAK.match(text):
@@ -259,8 +295,14 @@ def label_report(text: str) -> dict[str, int]:
     """Observation -> 1 / 0 / -1 for the observations the report mentions, plus No Finding."""
     labels: dict[str, int] = {}
     firm: set[str] = set()  # observations with a positive or uncertain mention that is not soft
-    for s in sentences(text):
+    sents = sentences(text)
+    for i, s in enumerate(sents):
+        explained = i + 1 < len(sents) and _EXPLAINED_NEXT.match(sents[i + 1])
         for obs, lab, soft in _sentence_labels(s):
+            if explained and lab == 1 and obs in ("Lung Opacity", "Lung Lesion"):
+                if not _HEDGED.search(sents[i + 1]):
+                    continue
+                lab = -1
             labels[obs] = _aggregate(labels.get(obs), lab)
             if lab != 0 and not soft:
                 firm.add(obs)
