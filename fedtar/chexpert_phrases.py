@@ -73,7 +73,7 @@ EXTRA_MENTIONS: dict[str, tuple[str, ...]] = {
                         "port-a-cath", "portacath", "_port_", "_graft", "_ett_", "_ngt_", "_ogt_", "_cvc_",
                         "dobhoff", "swan-ganz", "_drain", "tracheostomy", "assist device", "lvad", "_aicd_",
                         "cabg", "valve replacement", "annuloplasty", "staple", "cerclage", "fusion hardware",
-                        "suture", "stimulator", "occluder", "bone anchor", "_balloon", "xxxx-a-xxxx", "distal tip",
+                        "suture", "stimulator", "occluder", "bone anchor", "_balloon", "distal tip",
                         "tip in the", "tip at the", "tip project", "tip overl", "tip terminat", "monitor lead"),
     "Enlarged Cardiomediastinum": ("mediastinal widening", "widened mediastin", "widening of the mediastin",
                                    "cardiomediastinal silhouette is enlarged", "enlarged cardiomediastin"),
@@ -93,5 +93,5 @@ EXTRA_UNMENTIONS: dict[str, tuple[str, ...]] = {
     "Edema": ("soft tissue edema", "subcutaneous edema"),
     "Lung Opacity": ("pleural parenchymal scar", "pleuroparenchymal scar"),
     "Pleural Other": ("pulmonary fibrosis", "interstitial fibrosis", "lung fibrosis", "diffuse fibrosis"),
-    "Enlarged Cardiomediastinum": ("hilar contour",),
+    "Enlarged Cardiomediastinum": ("left hilar contour", "right hilar contour"),
 }

@@ -64,7 +64,7 @@ _WEAK = re.compile(r"^(?:the heart|heart size|cardiac size|cardiac shadow|cardia
 _ENLARGED = re.compile(r"enlarg|widen|cardiomegaly|prominent|increased in size|large\b")
 # What makes a structure-only mention a statement about its size (else it names no finding).
 _SIZE_WORD = re.compile(r"enlarg|widen|cardiomegaly|prominen|increased|large\b|larger\b|borderline|upper limits?"
-                        r"|top[\s-]normal|upper[\s-]normal|high[\s-]normal|increase in size|\bmass\b|normal|limits")
+                        r"|top[\s-]normal|upper[\s-]normal|high[\s-]normal|increase in size|\bmass\b")
 _STABLE = re.compile(r"\b(?:stable|unchanged|similar|not changed|no (?:\w+ )?change)\b")
 _ALWAYS_UNCERTAIN = re.compile(r"vascular congestion|pulmonary congestion|indistinctness|vascular prominence")
 
@@ -122,7 +122,8 @@ _NEG_VERDICT = (r"(?:absent|resolved|removed|cleared|gone|normal|unremarkable|wi
                 r"|within (?:the )?limits of normal|within normal range|top[\s-]normal|upper limits? of normal"
                 r"|no longer (?:seen|present|visible|identified|evident)"
                 rf"|not (?:{_DEGREE}\s+)?(?:seen|identified|present|visualized|enlarged|appreciated|demonstrated"
-                r"|evident|widened|increased|prominent|large|dilated))")
+                r"|evident|widened|increased|prominent|large|dilated)"
+                r"(?!\s+(?:on|in)\s+(?:the\s+)?(?:prior|previous|earlier|old|outside|recent)))")
 _NEG_AFTER = re.compile(r"^\W*(?:[\w-]+\W+){0,4}?(?:(?:is|are|has|have|was|were|appears?|remains?|looks?|seems?)"
                         rf"\s+(?:[\w-]+\s+){{0,3}}?)?{_NEG_VERDICT}\b")
 # A coordinated list closed by one verdict: "cardiac size, mediastinal contour, and pulmonary vascularity are
@@ -154,7 +155,7 @@ def _list_closed_negative(after: str) -> bool:
 
 
 # Uncertainty.
-_UNC_BEFORE = re.compile(r"\b(?:may|might|could|would|possibl\w*|probabl\w*|presumabl\w*|likely|question\w*"
+_UNC_BEFORE = re.compile(r"\b(?:may|maybe|might|could|would|possibl\w*|probabl\w*|presumabl\w*|likely|question\w*"
                          r"|suspect\w*|suspicious|suspicion|concern\w*|worrisome|suggest\w*|represent\w*"
                          r"|reflect\w*|indicat\w*|differential|consideration|considered|consider|favou?r\w*"
                          r"|correlat\w*|secondary to|atypical|borderline|equivocal|rule out|evaluat\w* for"
@@ -175,7 +176,7 @@ _UNC_AFTER_ANY = re.compile(r"\b(?:is|are) (?:also )?(?:in|within) the different
                             r"|\bin the (?:appropriate |right |proper |correct )?clinical (?:setting|context)\b")
 # A finding attributed to another exam ("pneumonia seen on the earlier CT", "mass seen on XXXX scan") is
 # not a finding of this one.
-_OTHER_EXAM_AFTER = re.compile(r"^\W*(?:[\w-]+\W+){0,3}?(?:(?:seen|noted|shown|demonstrated|described|identified|visible"
+_OTHER_EXAM_AFTER = re.compile(r"^\W*(?:(?!not\b)[\w-]+\W+){0,3}?(?:(?:seen|noted|shown|demonstrated|described|identified|visible"
                                r"|evident|detected)\s+)?(?:on|at|by)\s+(?:the\s+|a\s+|an\s+)?(?:[\w-]+\s+){0,2}?"
                                r"(?:ct|cat|scan|mri|pet|ultrasound|fluoroscopy|(?:prior|previous|earlier|recent|outside"
                                r"|old|remote)\s+(?:[\w-]+\s+){0,2}?(?:ct|scan|study|studies|exam\w*|radiograph\w*|film\w*"
@@ -212,7 +213,7 @@ def _clause(sentence: str, start: int, end: int, breaks: re.Pattern[str] | None 
     return before, after
 
 
-def _classify(sentence: str, start: int, end: int, use_or: bool = True) -> int:
+def _classify(sentence: str, start: int, end: int, use_or: bool = True, across_with: bool = True) -> int:
     """1 / 0 / -1 for one mention, in CheXpert's order of passes."""
     before, after = _clause(sentence, start, end)
     if _PRE_UNC_BEFORE.search(before) or _PRE_UNC_AFTER.match(after):
@@ -223,7 +224,7 @@ def _classify(sentence: str, start: int, end: int, use_or: bool = True) -> int:
     # An uncertainty cue governs the whole phrase, across "with" ("suggestive of hilar mass with
     # obstructive atelectasis").
     wide_before = _clause(sentence, start, end, _BREAK_UNC)[0]
-    if _UNC_BEFORE.search(wide_before) or _UNC_AFTER.match(after) or _UNC_AFTER_ANY.search(after.split(",", 1)[0]):
+    if _UNC_BEFORE.search(wide_before if across_with else before) or _UNC_AFTER.match(after) or _UNC_AFTER_ANY.search(after.split(",", 1)[0]):
         return -1
     if use_or and (_OR_NEAR.match(after) or _OR_BEFORE_NEAR.search(before)):
         return -1
@@ -264,10 +265,14 @@ def _sentence_labels(sentence: str) -> tuple[tuple[str, int, bool], ...]:
         before, after = _clause(sentence, m.start(), m.end())
         if _OTHER_EXAM_AFTER.match(after) or _OTHER_EXAM_BEFORE.search(before):
             continue
-        if obs in ("Lung Opacity", "Lung Lesion") and (_EXPLAINED_AFTER.match(sentence[m.end():])
-                                                      or _CALCIFIED_BEFORE.search(sentence[:m.start()])):
+        explained = _EXPLAINED_AFTER.match(sentence[m.end():])
+        if obs in ("Lung Opacity", "Lung Lesion") and (explained or _CALCIFIED_BEFORE.search(sentence[:m.start()])):
+            if not (explained and re.search(r"\b(?:may|might|could|possibl\w*|or)\b", explained.group(0))):
+                continue
+            out[obs] = _aggregate(out.get(obs), -1)  # "may represent calcified granuloma or lymphadenopathy"
             continue
-        label = _classify(sentence, m.start(), m.end())
+        # Devices are not hedged by a cue before "with" ("vascular congestion in a patient with a valve").
+        label = _classify(sentence, m.start(), m.end(), across_with=obs != "Support Devices")
         if label == -1 and obs == "Lung Opacity" and _classify(sentence, m.start(), m.end(), use_or=False) == 1:
             # "scarring or atelectasis": every alternative is a lung opacity, so the opacity is certain.
             for obs2, m2 in mentions:
