@@ -18,16 +18,16 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from aggregator.server_loop import FederationResult, RunPaths, run_federation
+from aggregator.flower_app import NOT_SET, PATH_KEYS
 from fedtar.config import FedTARConfig, load_config
 from fedtar.model import ARCHITECTURE_KEYS, CONFIG_FILE
 
-PATH_KEYS = ("base-dir", "out-dir", "data-root", "data-sites", "resume", "config", "overwrite", "resume-override")
-
 
 def settings(values: Mapping[str, Any]) -> tuple[FedTARConfig, RunPaths]:
-    if "base-dir" not in values:
+    if not values.get("base-dir"):
         raise ValueError("run config needs base-dir (a `fedtar pretrain` output or a saved base model)")
-    overrides = {k: v for k, v in values.items() if k not in PATH_KEYS}
+    # The installed app declares every config key as "" (not set): those leave the file's value or the default.
+    overrides = {k: v for k, v in values.items() if k not in PATH_KEYS and v != NOT_SET}
     # The base decides the architecture: a run config only names the base (keys given
     # explicitly still win, and adapt_model reports a clash).
     base_config = Path(str(values["base-dir"])) / CONFIG_FILE
@@ -35,7 +35,7 @@ def settings(values: Mapping[str, Any]) -> tuple[FedTARConfig, RunPaths]:
         saved = json.loads(base_config.read_text())
         overrides = {**{k: saved[k] for k in ARCHITECTURE_KEYS if k in saved}, **overrides}
     cfg = load_config(values.get("config") or None, overrides)
-    paths = RunPaths(base_dir=str(values["base-dir"]), out_dir=str(values.get("out-dir", "runs/federation")),
+    paths = RunPaths(base_dir=str(values["base-dir"]), out_dir=str(values.get("out-dir") or "runs/federation"),
                      data_root=str(values["data-root"]) if values.get("data-root") else None,
                      data_sites=str(values.get("data-sites", "")), resume=_flag(values.get("resume", False)),
                      overwrite=_flag(values.get("overwrite", False)),

@@ -99,8 +99,9 @@ def make_strategy(cfg: FedTARConfig, specs, paths: RunPaths, num_sites: int) -> 
     return STRATEGIES[name](cfg, specs, run_values)
 
 
-def wait_for_nodes(grid: Grid, needed: int, deadline_s: float) -> list[int]:
-    end = time.monotonic() + deadline_s
+def wait_for_nodes(grid: Grid, needed: int, deadline_s: float, since: float | None = None) -> list[int]:
+    """Node ids once `needed` are connected, or those connected `deadline_s` after `since` (default: now)."""
+    end = (time.monotonic() if since is None else since) + deadline_s
     while True:
         nodes = list(grid.get_node_ids())
         if len(nodes) >= needed or time.monotonic() >= end:
@@ -109,6 +110,7 @@ def wait_for_nodes(grid: Grid, needed: int, deadline_s: float) -> list[int]:
 
 
 def run_federation(grid: Grid, cfg: FedTARConfig, paths: RunPaths) -> FederationResult:
+    run_started = time.monotonic()  # federation.node_wait counts from here, not after the model is loaded
     fed = cfg.federation
     out = Path(paths.out_dir)
     start = open_run(out, cfg, paths.base_dir, paths.resume, paths.overwrite, paths.resume_override)
@@ -120,7 +122,7 @@ def run_federation(grid: Grid, cfg: FedTARConfig, paths: RunPaths) -> Federation
     model = adapt_model(base, cfg)
     specs = travelling_specs(model)
     state = get_travelling_state(model)
-    nodes = wait_for_nodes(grid, fed.min_sites, fed.node_wait)
+    nodes = wait_for_nodes(grid, fed.min_sites, fed.node_wait, since=run_started)
     if len(nodes) < fed.min_sites:
         msg = f"only {len(nodes)} of the {fed.min_sites} sites needed connected within {fed.node_wait:.0f}s"
         log.error("run stopped before round 1: %s", msg)

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -159,6 +160,14 @@ def start_superlink(cfg: ServerRoleConfig) -> subprocess.Popen:
     with open(console, "ab") as out:
         proc = subprocess.Popen(command, env=flwr_env(cfg), stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
+    try:
+        return _wait_ready(cfg, proc, console)
+    except BaseException:  # not ready, or stopped by a signal meanwhile: leave nothing running
+        stop(proc)
+        raise
+
+
+def _wait_ready(cfg: ServerRoleConfig, proc: subprocess.Popen, console: Path) -> subprocess.Popen:
     deadline = time.monotonic() + cfg.start_timeout
     last_error = "no answer yet"
     while time.monotonic() < deadline:
@@ -176,7 +185,6 @@ def start_superlink(cfg: ServerRoleConfig) -> subprocess.Popen:
                              "insecure" if cfg.insecure else "TLS + node auth")
                     return proc
         time.sleep(0.5)
-    stop(proc)
     raise TimeoutError(f"SuperLink not ready within {cfg.start_timeout:.0f} s (last: {last_error}); "
                        f"console output in {console}")
 
@@ -320,19 +328,134 @@ def checkpoint_progress(out_dir: str | Path) -> Callable[[], int]:
 
 
 def stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
-    """Stop a Flower process and its children (terminate, then kill after `grace` seconds)."""
-    if proc.poll() is not None:
-        return
+    """Stop a Flower process and every process it started (terminate, then kill after `grace` seconds).
+
+    The process leads its own process group (started with ``start_new_session``); its
+    descendants (SuperExec, ServerApp, ClientApp processes) are also collected with psutil
+    first, so one that left the group is stopped as well.
+    """
+    import psutil
+
     try:
-        os.killpg(proc.pid, 15)
-    except ProcessLookupError:
-        return
+        family = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.Error:
+        family = []
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            _killpg(proc.pid)
+            proc.wait(grace)
+    _killpg(proc.pid)  # children that outlived the leader
+    for child in family:
+        try:
+            child.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(family, timeout=grace)
+
+
+def _killpg(pgid: int) -> None:
     try:
-        proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, 9)
-        proc.wait(grace)
-    try:  # children (ServerApp, ClientApp processes) that outlived the leader
-        os.killpg(proc.pid, 9)
-    except ProcessLookupError:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
         pass
+
+
+class Stopped(BaseException):
+    """SIGTERM or SIGINT arrived: unwind so that every Flower child is stopped (``finally``)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def raise_on_signals() -> None:
+    """SIGTERM and SIGINT raise `Stopped` in the main thread (a process manager's stop, Ctrl-C)."""
+    def handler(signum, _frame):
+        raise Stopped(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, handler)
+
+
+# `fedtar server` exit codes (README, "Deploy").
+EXIT_COMPLETED, EXIT_RUN_NOT_COMPLETED, EXIT_USAGE, EXIT_NO_END_STATE, EXIT_FLOWER = 0, 1, 2, 3, 4
+
+
+@dataclass
+class RunOutcome:
+    """How a submitted run ended, read from `flwr list`, the run's results.json and its log."""
+
+    status: str              # Flower's ("finished:completed", "finished:failed", ...) or "timeout"
+    code: int                # the exit code of `fedtar server --run`
+    reason: str              # "" when the run completed every round
+    rounds_done: int | None = None
+    rounds_asked: int | None = None
+
+    def line(self, run_id: int) -> str:
+        done = (f"; {self.rounds_done} of {self.rounds_asked} rounds" if self.rounds_asked is not None
+                and self.rounds_done is not None else "")
+        return f"run {run_id}: {self.status}{done}" + (f": {self.reason}" if self.reason else "")
+
+
+def run_outcome(cfg: ServerRoleConfig, run_id: int, status: str, out_dir: str | Path | None,
+                rounds_asked: int | None, since: float) -> RunOutcome:
+    """The truth about a finished (or timed-out) run.
+
+    Flower's status alone is not enough: a ServerApp that stops before its rounds (too few
+    sites) returns normally, so Flower says ``finished:completed``. The run's results.json
+    (written during this run: modified after `since`, a time.time()) holds the ServerApp's
+    status, message and rounds done; a ServerApp that raised leaves none, and its error is
+    read from the run's log (`flwr log`).
+    """
+    results = _fresh_json(Path(out_dir) / "results.json", since) if out_dir else None
+    run_file = _fresh_json(Path(out_dir) / "run.json", since) if out_dir else None
+    if run_file and isinstance(run_file.get("config"), dict) and "federation.rounds" in run_file["config"]:
+        rounds_asked = int(run_file["config"]["federation.rounds"])
+    done = int(results["rounds_done"]) if results and "rounds_done" in results else None
+    if status == "timeout":
+        return RunOutcome(status, EXIT_NO_END_STATE, f"no end state within the deadline (run_timeout "
+                          f"{cfg.run_timeout:.0f} s, stall_timeout {cfg.stall_timeout:.0f} s); the run may still "
+                          "be going: `flwr list`", done, rounds_asked)
+    if status == "finished:completed" and results is not None:
+        if results.get("status") == "completed" and (rounds_asked is None or done == rounds_asked):
+            return RunOutcome(status, EXIT_COMPLETED, "", done, rounds_asked)
+        reason = str(results.get("message") or f"results.json status {results.get('status')!r}")
+        return RunOutcome(status, EXIT_RUN_NOT_COMPLETED, f"stopped: {reason}", done, rounds_asked)
+    if status == "finished:completed":
+        return RunOutcome(status, EXIT_RUN_NOT_COMPLETED, "the ServerApp ended without writing results.json "
+                          f"in {out_dir}", done, rounds_asked)
+    if results is not None and results.get("message"):
+        return RunOutcome(status, EXIT_RUN_NOT_COMPLETED, str(results["message"]), done, rounds_asked)
+    return RunOutcome(status, EXIT_RUN_NOT_COMPLETED, run_error(cfg, run_id) or
+                      f"no reason found (see `flwr log {run_id}` and {console_log(cfg)})", done, rounds_asked)
+
+
+def _fresh_json(path: Path, since: float) -> dict | None:
+    try:
+        if path.stat().st_mtime < since - 1.0:
+            return None
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def run_error(cfg: ServerRoleConfig, run_id: int) -> str:
+    """The ServerApp's error from the run's log (`flwr log RUN_ID --show`): its last exception line."""
+    try:
+        out = flwr(cfg, "log", str(run_id), cfg.connection, "--show", timeout=60)
+    except subprocess.TimeoutExpired:
+        return ""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", out.stdout + out.stderr)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    # A Python traceback ends with "SomeError: message"; Flower's own lines say ERROR.
+    errors = [line for line in lines if re.match(r"^[A-Za-z_.]*(Error|Exception|Refusal)\b.*:", line)]
+    if not errors:
+        errors = [line for line in lines if "ERROR" in line and "Exit Code" not in line]
+    return errors[-1][:1000] if errors else ""

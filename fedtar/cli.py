@@ -246,14 +246,25 @@ def _certs(args: argparse.Namespace) -> int:
 
 
 def _server(args: argparse.Namespace) -> int:
+    """Exit codes (README, "Deploy"): 0 the run completed every round (or serving ended by a signal);
+    1 the run ended without completing (stopped, failed); 2 a usage or config error, before any run;
+    3 no end state within run_timeout / stall_timeout; 4 the SuperLink or the `flwr` CLI failed
+    (start, key registration, submission); 128+N stopped by signal N during --run."""
     import time
 
     from fedtar.config import parse_set_args
+    from aggregator.flower_app import check_run_config, write_app
     from aggregator.superlink import (
+        EXIT_FLOWER,
+        SuperLinkStartError,
+        Stopped,
         checkpoint_progress,
+        console_log,
         load_server_config,
         parse_run_config,
+        raise_on_signals,
         register_nodes,
+        run_outcome,
         start_superlink,
         stop,
         submit_run,
@@ -263,46 +274,77 @@ def _server(args: argparse.Namespace) -> int:
     cfg, _ = load_server_config(args.config)
     if cfg.insecure and not args.insecure:
         raise ValueError(f"{args.config}: insecure = true needs --insecure on the command line as well")
-    proc = start_superlink(cfg)
+    values, fed_cfg = {}, None
+    if args.run:  # the whole run config is checked before anything starts
+        values = parse_run_config(parse_set_args(args.run_config))
+        values.setdefault("out-dir", "runs/federation")
+        if args.resume:
+            values["resume"] = True
+        values, fed_cfg = check_run_config(values, app=args.app)
+    raise_on_signals()
+    proc = None
     try:
-        register_nodes(cfg)
+        try:
+            proc = start_superlink(cfg)
+            register_nodes(cfg)
+        except (SuperLinkStartError, TimeoutError, RuntimeError) as e:
+            print(f"fedtar server: error: {e}", file=sys.stderr, flush=True)
+            return EXIT_FLOWER
         print(f"SuperLink running at {cfg.host}:{cfg.port} (FLWR_HOME={cfg.flwr_home}, connection "
               f"'{cfg.connection}'); {len(cfg.node_keys)} site key(s) registered.", flush=True)
         if args.run:
-            values = parse_run_config(parse_set_args(args.run_config))
-            if args.resume:
-                values["resume"] = True
-            run_id = submit_run(cfg, args.app, values)
-            print(f"submitted run {run_id}; waiting (flwr list --run-id {run_id})", flush=True)
-            out_dir = str(values.get("out-dir", ""))
-            progress = checkpoint_progress(out_dir) if os.path.isabs(out_dir) else None
-            status = wait_run(cfg, run_id, progress=progress, stall_timeout=cfg.stall_timeout or None)
-            print(f"run {run_id}: {status}")
-            return 0 if status == "finished:completed" else 1
-        while proc.poll() is None:  # serve until interrupted
+            if args.app:
+                app = args.app
+            else:  # the installed app: written fresh for this run from the installed package
+                app = str(write_app(Path(cfg.flwr_home).parent / "app"))
+            since = time.time()
+            try:
+                run_id = submit_run(cfg, app, values)
+            except RuntimeError as e:
+                print(f"fedtar server: error: {e}", file=sys.stderr, flush=True)
+                return EXIT_FLOWER
+            print(f"submitted run {run_id} ({'app ' + args.app if args.app else 'the installed FedTAR app'}); "
+                  f"waiting (FLWR_HOME={cfg.flwr_home} flwr list {cfg.connection} --run-id {run_id})", flush=True)
+            out_dir = str(values["out-dir"])
+            status = wait_run(cfg, run_id, progress=checkpoint_progress(out_dir),
+                              stall_timeout=cfg.stall_timeout or None)
+            outcome = run_outcome(cfg, run_id, status, out_dir, fed_cfg.federation.rounds if fed_cfg else None,
+                                  since)
+            print(outcome.line(run_id), flush=True)
+            if outcome.code:
+                print(f"fedtar server: run {run_id} did not complete (exit {outcome.code}): {outcome.reason}",
+                      file=sys.stderr, flush=True)
+            return outcome.code
+        while proc.poll() is None:  # serve until stopped
             time.sleep(1.0)
-        return proc.returncode or 0
-    except KeyboardInterrupt:
-        return 0
+        print(f"fedtar server: the SuperLink exited with code {proc.returncode} (see {console_log(cfg)})",
+              file=sys.stderr)
+        return EXIT_FLOWER
+    except Stopped as s:
+        print(f"fedtar server: stopped by {s}; stopping the SuperLink and its processes", file=sys.stderr,
+              flush=True)
+        return 128 + s.signum if args.run else 0
     finally:
-        stop(proc)
+        if proc is not None:
+            stop(proc)
 
 
 def _node(args: argparse.Namespace) -> int:
-    from aggregator.superlink import stop
-    from clients.supernode import load_node_config, start_supernode
+    """Exit codes: 0 stopped by SIGTERM/SIGINT; the SuperNode's exit code for a configuration error it
+    cannot recover from (README, "Deploy"); 2 a usage or config error."""
+    import signal
+
+    from clients.supernode import NodeRunner, load_node_config
 
     cfg = load_node_config(args.config)
     if cfg.insecure and not args.insecure:
         raise ValueError(f"{args.config}: insecure = true needs --insecure on the command line as well")
-    proc = start_supernode(cfg)
-    print(f"SuperNode for {cfg.manifest} connecting to {cfg.superlink}; audit log {cfg.audit_log}", flush=True)
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        stop(proc)
+    if not Path(cfg.manifest).is_file():
+        raise FileNotFoundError(f"{cfg.manifest}: the site's manifest is missing (see `fedtar prepare`)")
+    runner = NodeRunner(cfg)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda n, _f: runner.stop(n))
+    return runner.run()
 
 
 def _experiment(args: argparse.Namespace) -> int:
@@ -486,7 +528,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("server", help="start the SuperLink (TLS + node authentication) and register site keys")
     p.add_argument("--config", required=True, help="server.toml ([superlink] table)")
     p.add_argument("--run", action="store_true", help="also submit the FedTAR app and wait for it to finish")
-    p.add_argument("--app", default=".", help="the Flower app folder (this project) for --run")
+    p.add_argument("--app", help="development: a Flower app folder (e.g. a checkout: --app .) instead of the "
+                   "installed FedTAR app")
     p.add_argument("--run-config", action="append", metavar="KEY=VALUE", help="run config for --run, repeatable")
     p.add_argument("--resume", action="store_true", help="with --run: continue from the last round checkpoint")
     p.add_argument("--insecure", action="store_true", help="allow insecure = true in the config (test networks)")
