@@ -56,9 +56,36 @@ def merge(parts: list[Path], out: Path) -> int:
 
 
 def context_labeler():
-    """label_report with medspaCy ConText deciding negation / uncertainty (imported lazily)."""
-    from experiments_context import make_context_labeler  # type: ignore[import-not-found]
-    return make_context_labeler()
+    """label_report with medspaCy's ConText (default rules, blank English pipeline, no model download)
+    deciding negation and uncertainty of each mention in place of our cue rules; the mention finder,
+    the structure-only and other-exam rules and the aggregation stay ours, so only the scope logic differs.
+    Negated -> 0; uncertain or hypothetical -> -1 (uncertain wins over negated, as CheXpert's
+    pre-negation uncertainty: "cannot be excluded")."""
+    import medspacy.context  # noqa: F401  (registers the "medspacy_context" factory)
+    import spacy
+    from spacy.tokens import Span
+
+    import fedtar.labeler as lab
+
+    nlp = spacy.blank("en")
+    context = nlp.add_pipe("medspacy_context")
+
+    def classify(sentence: str, start: int, end: int, use_or: bool = True, across_with: bool = True) -> int:
+        doc = nlp.make_doc(sentence)
+        for i, tok in enumerate(doc):
+            tok.is_sent_start = i == 0
+        span = doc.char_span(start, end, label="FINDING", alignment_mode="expand")
+        if span is None:
+            return 1
+        doc.ents = [Span(doc, span.start, span.end, label="FINDING")]
+        ent = context(doc).ents[0]
+        if ent._.is_uncertain or ent._.is_hypothetical:
+            return -1
+        return 0 if ent._.is_negated else 1
+
+    lab._classify = classify
+    lab._sentence_labels.cache_clear()
+    return lab.label_report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,7 +115,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"labelled but not in the archive: {missing}", file=sys.stderr)
     gold = {k: v for k, v in gold.items() if k in texts}
     if args.labeler == "context":
-        sys.path.insert(0, str(Path(__file__).parent))
         label = context_labeler()
     else:
         label = label_report
