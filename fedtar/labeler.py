@@ -197,6 +197,7 @@ _EXPLAINED_NEXT = re.compile(r"^(?:this|these|it|they)\b(?:\W+[\w-]+){0,4}?\W+(?
                              r"|vessels?|nipples?|granulom\w*|calcifi\w*|soft tissues?|costochondral|sternoclavicular)")
 _HEDGED = re.compile(r"\b(?:may|might|could|possibl\w*|probabl\w*|likely|xxxx|question\w*|suspect\w*|alternatively)\b")
 _LUNG_OPACITY_FAMILY = ("Lung Opacity", "Lung Lesion", "Edema", "Consolidation", "Pneumonia", "Atelectasis")
+_OWN_PREDICATE = re.compile(r"^[^,]*\b(?:noted|seen|present|identified|demonstrated|is|are|was|were)\b")
 _OR_NEAR = re.compile(r"^\s*(?:[\w-]+\s+){0,2}?(?:or|versus|vs)\b")
 _OR_BEFORE_NEAR = re.compile(r"\b(?:or|versus|vs)(?:\s+[\w-]+){0,2}\s*$")
 
@@ -224,6 +225,10 @@ def _classify(sentence: str, start: int, end: int, use_or: bool = True, across_w
     # An uncertainty cue governs the whole phrase, across "with" ("suggestive of hilar mass with
     # obstructive atelectasis").
     wide_before = _clause(sentence, start, end, _BREAK_UNC)[0]
+    if _OWN_PREDICATE.match(after):
+        # A list item with its own verb is its own clause ("... most suggestive of artifacts, healed
+        # right 10th rib fracture noted"): a hedge before the comma does not reach it.
+        before, wide_before = before.rsplit(",", 1)[-1], wide_before.rsplit(",", 1)[-1]
     if _UNC_BEFORE.search(wide_before if across_with else before) or _UNC_AFTER.match(after) or _UNC_AFTER_ANY.search(after.split(",", 1)[0]):
         return -1
     if use_or and (_OR_NEAR.match(after) or _OR_BEFORE_NEAR.search(before)):
