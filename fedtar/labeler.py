@@ -156,18 +156,18 @@ def _list_closed_negative(after: str) -> bool:
 
 # Uncertainty.
 _UNC_BEFORE = re.compile(r"\b(?:may|maybe|might|could|would|possibl\w*|probabl\w*|presumabl\w*|likely|question\w*"
-                         r"|suspect\w*|suspicious|suspicion|concern\w*|worrisome|suggest\w*|represent\w*"
-                         r"|reflect\w*|indicat\w*|differential|consideration|considered|consider|favou?r\w*"
+                         r"|suspect\w*|suspicious|suspicion|concern\w*|worrisome|suggest\w*"
+                         r"|differential|consideration|considered|consider|favou?r\w*"
                          r"|correlat\w*|secondary to|atypical|borderline|equivocal|rule out|evaluat\w* for"
                          r"|assess\w* for|versus|vs|cannot|uncertain|not clear|unclear|obscur\w*|vs)\b"
                          # IU masks words as XXXX; right after a comma or "appearance"/"most", or before
-                         # "due"/"representing", the masked word is a hedge ("likely", "suggesting").
+                         # "due" ("likely due to"), the masked word is a hedge ("likely", "suggesting").
                          r"|(?:(?<!mild)(?<!minimal)(?<!small)(?<!patchy)(?<!subtle)(?<!faint)(?<!streaky),|\bappearance|\bmost)"
-                         r"\s+xxxx(?:\s+[\w-]+){0,2}\s*$|\bxxxx\s+(?:due|represent\w*|reflect\w*)\b")
+                         r"\s+xxxx(?:\s+[\w-]+){0,2}\s*$|\bxxxx\s+due\b")
 _UNC_AFTER = re.compile(r"^\s*(?:[\w-]+\s+){0,3}?(?:(?:is|are|was|were)\s+)?(?:(?:also|less|more|most|not)\s+)?"
                         r"(?:(?:possible|possibly|probable|probably|likely)(?!\s+(?:reflect|represent|due|secondary"
                         r"|relate|indicat|correspond|from|caused))|suspected|questionable|favou?red|considered"
-                        r"|a consideration|in question|obscured|not well (?:seen|evaluated|visualized)"
+                        r"|a consideration|in question|obscured|borderline|not well (?:seen|evaluated|visualized)"
                         r"|(?:may|might|could|can)\s+(?:also\s+)?(?:be\s+)?(?:present|seen|noted|visible|developing"
                         r"|evolving|identified))\b")
 # Hedges anywhere after the mention in its clause: "pneumonia is in the differential", "compatible with
@@ -282,7 +282,7 @@ def _sentence_labels(sentence: str) -> tuple[tuple[str, int, bool], ...]:
             # "scarring or atelectasis": every alternative is a lung opacity, so the opacity is certain.
             for obs2, m2 in mentions:
                 gap = sentence[m.end():m2.start()] if m2.start() >= m.end() else sentence[m2.end():m.start()]
-                if m2 is not m and obs2 in _LUNG_OPACITY_FAMILY and re.fullmatch(r"\s*(?:or|versus|vs)\s*", gap):
+                if m2 is not m and obs2 in _LUNG_OPACITY_FAMILY and re.fullmatch(r"[\w-]*\s*(?:or|versus|vs)\s*", gap):
                     label = 1
         if label != 0 and obs == "Edema" and _ALWAYS_UNCERTAIN.fullmatch(text.replace("-", " ")):
             label = -1
