@@ -128,6 +128,14 @@ def main(argv: list[str] | None = None) -> int:
         f1 = f"{v['f1']:.3f}" if v["support"] else "   n/a"
         print(f"{o:28s} {v['support']:4d} {v['precision']:6.3f} {v['recall']:6.3f} {f1:>6s} {v['exact']:6.3f}")
     print(f"micro-F1 {res['micro_f1']:.3f}  macro-F1 {res['macro_f1']:.3f}  exact-label agreement {res['exact']:.3f}")
+    # The hand labels set No Finding to 1 when none of the 12 pathologies is positive or uncertain;
+    # our labeler follows CheXpert's labeler, where its other findings (granuloma, emphysema,
+    # degenerative changes, ...) also rule No Finding out. The same labels under the hand labels' rule:
+    thirteen = {o for o in observations if o not in ("No Finding", "Support Devices")}
+    derived = {rid: {**p, "No Finding": int(not any(p.get(o) in (1, -1) for o in thirteen))} for rid, p in pred.items()}
+    nf = agreement(derived, gold, ["No Finding"])["per_observation"]["No Finding"]
+    print(f"No Finding by the hand labels' rule (none of the 12 pathologies positive or uncertain): "
+          f"P {nf['precision']:.3f} R {nf['recall']:.3f} F1 {nf['f1']:.3f}")
     if args.errors:
         for rid in sorted(gold):
             for o in observations:
