@@ -8,10 +8,15 @@ each test and checked gone.
 
 from __future__ import annotations
 
+import importlib.metadata
+import io
 import json
 import os
+import shutil
 import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,11 +38,13 @@ from aggregator.superlink import (
     submit_run,
     wait_run,
 )
-from clients.supernode import load_node_config, start_supernode
+from aggregator.flower_app import PATH_KEYS, app_pyproject, check_run_config, config_keys
+from clients.supernode import NodeRoleConfig, NodeRunner, load_node_config, start_supernode
 from conftest import TINY_FED, toml_lines
 from data_adapters.synthetic import SyntheticConfig, generate_federation
-from fedtar.audit import read_log
+from fedtar.audit import read_log, verify_chain
 from fedtar.cli import main
+from fedtar.config import read_toml
 
 APP = Path(__file__).resolve().parents[1]
 # Deadlines scale with measured progress: a run fails when neither a site's reply (audit
@@ -278,3 +285,235 @@ def test_a_superlink_that_cannot_bind_is_not_taken_for_ready(deployment):
         with pytest.raises(SuperLinkStartError, match="address already in use") as e:
             start_superlink(d.server)
         assert e.value.port_in_use
+
+
+# ---------------------------------------------------------------------------------------------
+# The README's "Deploy" section as a hospital IT team runs it: the `fedtar` command in a working
+# folder of its own, role files written there, processes stopped the way a process manager does.
+
+THIS_FEDTAR = [sys.executable, "-m", "fedtar.cli"]
+
+
+def quiet_env(bin_dir: Path | None = None) -> dict[str, str]:
+    env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1", "OMP_NUM_THREADS": "1",
+           "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    if bin_dir is not None:  # the venv's commands first: Flower starts its helpers by name
+        env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def processes_under(root: Path) -> list[str]:
+    """Live processes whose command line names a path under `root` (the role files, certificates and
+    state of one walkthrough): what would be left behind."""
+    import psutil
+
+    left = []
+    for p in psutil.process_iter(["pid", "cmdline", "status"]):
+        try:
+            cmd = " ".join(p.info["cmdline"] or [])
+        except psutil.Error:
+            continue
+        if str(root) in cmd and p.info["status"] != psutil.STATUS_ZOMBIE and p.pid != os.getpid():
+            left.append(f"{p.pid} {cmd[:200]}")
+    return left
+
+
+class Walkthrough:
+    """Certificates, role files and data in an empty folder; `fedtar` commands run from it."""
+
+    def __init__(self, root: Path, base: Path, fedtar: list[str], env: dict[str, str], sites: int = 2,
+                 keys_registered: int | None = None):
+        self.root, self.fedtar, self.env, self.procs = root, fedtar, env, {}
+        root.mkdir(parents=True, exist_ok=True)
+        # 1. the coordinating site: a CA, the SuperLink certificate, one key per site
+        self.cli("certs", "--out", "certs", "--host", "127.0.0.1", "--host", "localhost",
+                 *[a for i in range(sites) for a in ("--site", f"site{i + 1}")])
+        self.port = free_port()
+        keys = ", ".join(f'"certs/nodes/site{i + 1}.pub"' for i in range(sites if keys_registered is None
+                                                                           else keys_registered))
+        (root / "server.toml").write_text(f'[superlink]\nhost = "127.0.0.1"\nport = {self.port}\n'
+                                          f'node_keys = [{keys}]\nstart_timeout = 120.0\n')
+        (root / "fedtar.toml").write_text(toml_lines(TINY_FED))  # the model's size: tiny, for a test
+        # 2. each site: its manifest (here synthetic), the vetted base's hash, its node.toml
+        manifests = generate_federation(root / "data", SyntheticConfig(sites=sites, patients=8, visits=3, seed=9,
+                                                                       image_size=32))
+        self.base = base
+        base_hash = self.cli("base-hash", str(base)).stdout.strip()
+        for i in range(sites):
+            (root / f"node{i + 1}.toml").write_text(
+                f'[supernode]\nsuperlink = "127.0.0.1:{self.port}"\nca_cert = "certs/ca.crt"\n'
+                f'private_key = "certs/nodes/site{i + 1}"\nmanifest = "{manifests[i]}"\nbase_dir = "{base}"\n'
+                f'audit_log = "audit/site{i + 1}.jsonl"\nlog_file = "logs/node{i + 1}.log"\nport = {free_port()}\n'
+                f'base_sha256 = "{base_hash}"\n')
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        done = subprocess.run([*self.fedtar, *args], cwd=self.root, env=self.env, capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, f"fedtar {' '.join(args)}: {done.stdout[-2000:]}{done.stderr[-2000:]}"
+        return done
+
+    def start(self, name: str, *args: str) -> subprocess.Popen:
+        """A long-running `fedtar` command; its console (stdout and stderr) goes to NAME.console."""
+        console = open(self.root / f"{name}.console", "wb")
+        proc = subprocess.Popen([*self.fedtar, *args], cwd=self.root, env=self.env, stdout=console,
+                                stderr=subprocess.STDOUT)
+        console.close()
+        self.procs[name] = proc
+        return proc
+
+    def node(self, i: int) -> subprocess.Popen:
+        return self.start(f"node{i}", "node", "--config", f"node{i}.toml")
+
+    def server_run(self, *run_config: str) -> subprocess.Popen:
+        args = ["--run-config", f"base-dir={self.base}", "--run-config", "config=fedtar.toml",
+                "--run-config", "meta.validation=federated"]
+        for item in run_config:
+            args += ["--run-config", item]
+        return self.start("server", "server", "--config", "server.toml", "--run", *args)
+
+    def console(self, name: str) -> str:
+        path = self.root / f"{name}.console"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def wait_console(self, name: str, text: str, timeout: float = STALL) -> None:
+        proc = self.procs[name]
+        wait_until(lambda: text in self.console(name) or proc.poll() is not None, timeout,
+                   f"{text!r} on the console of {name}")
+        assert text in self.console(name), f"{name} exited ({proc.returncode}) before {text!r}:\n" \
+                                           f"{self.console(name)[-3000:]}"
+
+    def terminate(self, name: str, timeout: float = 60.0) -> int:
+        """SIGTERM, as `kill`, systemd or a container stop sends it; the exit code."""
+        proc = self.procs[name]
+        proc.send_signal(signal.SIGTERM)
+        return proc.wait(timeout)
+
+    def close(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        left = processes_under(self.root)
+        for line in left:  # never leave anything behind, even when the test failed
+            try:
+                os.kill(int(line.split()[0]), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        assert not left, f"processes left behind: {left}"
+
+
+@pytest.fixture
+def walkthrough(tmp_path, tiny_base):
+    w = Walkthrough(tmp_path / "hospital-it", tiny_base, THIS_FEDTAR, quiet_env())
+    yield w
+    w.close()
+
+
+def test_run_config_declares_every_config_key_and_refuses_bad_ones_before_anything_starts(tmp_path, tiny_base):
+    declared = read_toml_text(app_pyproject())["tool"]["flwr"]["app"]["config"]
+    assert set(declared) == set(PATH_KEYS) | set(config_keys())  # generated from the config dataclasses
+    values, cfg = check_run_config({"base-dir": str(tiny_base), "out-dir": "run", "meta.validation": "federated",
+                                    "data.image_size": 32, "train.lr": 1, "data.hu_windows": "lung,bone"},
+                                   cwd=tmp_path)
+    assert values["data.image_size"] == 32 and values["train.lr"] == 1.0 and isinstance(values["train.lr"], float)
+    assert values["data.hu_windows"] == "lung,bone" and values["out-dir"] == str(tmp_path / "run")
+    assert cfg.data.image_size == 32
+    (tmp_path / "server.toml").write_text('[superlink]\nport = 1\n')  # never reached: the check comes first
+    cases = {"data.imagesize=32": "unknown run-config key 'data.imagesize': did you mean data.image_size",
+             "data.image_size=0": "data.image_size: 0 is not allowed (want an integer >= 1)",
+             "federation.strategy=fedbest": "want one of fedtar, fedavg",
+             "meta.validation=server": "meta.validation=federated",
+             "colour=red": "unknown run-config key 'colour'"}
+    for item, expected in cases.items():
+        done = subprocess.run([*THIS_FEDTAR, "server", "--config", "server.toml", "--run", "--run-config",
+                               f"base-dir={tiny_base}", "--run-config", item], cwd=tmp_path, env=quiet_env(),
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and expected in done.stderr, (item, done.stderr[-1000:])
+    assert not (tmp_path / "state").exists()  # no SuperLink was started, nothing was written
+
+
+def read_toml_text(text: str) -> dict:
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+    return tomllib.loads(text)
+
+
+def test_server_exit_codes_and_reasons(walkthrough):
+    """A run that stops before its rounds and a ServerApp that fails both exit 1 with the reason."""
+    w = walkthrough
+    server = w.server_run("out-dir=run", "federation.rounds=1", "federation.node_wait=2")
+    assert server.wait(STALL) == 1
+    out = w.console("server")
+    assert "0 of 1 rounds: stopped: only 0 of the 2 sites needed connected within 2s" in out, out[-3000:]
+    # The same folder again: the ServerApp refuses a folder holding an earlier run (it raises).
+    server = w.server_run("out-dir=run", "federation.rounds=1", "federation.node_wait=2")
+    assert server.wait(STALL) == 1
+    out = w.console("server")
+    assert "finished:failed: ValueError:" in out and "holds an earlier run (results.json)" in out, out[-3000:]
+    assert not processes_under(w.root)
+
+
+def test_a_node_waits_for_its_key_and_sigterm_leaves_no_process(walkthrough):
+    """Site 2's key is registered only after its node started: the node is refused, says so, retries
+    with a growing delay and joins once the key is registered. SIGTERM to `fedtar node` and to
+    `fedtar server` stops every Flower process they started."""
+    w = walkthrough
+    (w.root / "server.toml").write_text((w.root / "server.toml").read_text().replace(
+        ', "certs/nodes/site2.pub"', ""))
+    server = w.start("server", "server", "--config", "server.toml")  # serves, no run
+    w.wait_console("server", "SuperLink running at")
+    node = w.node(2)
+    w.wait_console("node2", "this node's key is not registered there")
+    w.wait_console("node2", "restarting in 2 s")  # the second refusal: the delay doubled
+    cfg, _ = load_server_config(w.root / "server.toml")
+    cfg.node_keys = [str(w.root / "certs" / "nodes" / "site2.pub")]
+    register_nodes(cfg)  # what the coordinating site does once it has the key
+    w.wait_console("node2", "connected to the SuperLink at")
+    log_text = (w.root / "logs" / "node2.log").read_text()
+    assert "fedtar-node: connected to the SuperLink" in log_text and "Starting Flower SuperNode" in log_text
+    flower = [p for p in processes_under(w.root) if "flower-supernode" in p or "flower-superexec" in p]
+    assert flower, "the node's Flower processes should be running"
+    assert w.terminate("node2") == 0
+    assert "fedtar-node: exit 0: stopped (SIGTERM)" in w.console("node2")
+    assert not [p for p in processes_under(w.root) if "node2" in p or "site2" in p or "supernode" in p]
+    assert w.terminate("server") == 0
+    assert not processes_under(w.root), processes_under(w.root)
+    assert node.returncode == 0 and server.returncode == 0
+
+
+def test_node_lines_for_refusals_and_replies(tmp_path):
+    """FedTAR's own node lines: a refused key, an untrusted app, a refusal in the audit log (foreign
+    base, pin breach) with its reason, a reply sent."""
+    cfg = NodeRoleConfig(audit_log=str(tmp_path / "audit.jsonl"), log_file=str(tmp_path / "node.log"),
+                         trusted_entities="trust.yaml")
+    console = io.StringIO()
+    runner = NodeRunner(cfg, console=console)
+    flower_output = (b"\x1b[92mINFO \x1b[0m:      SuperNode ID: 42\n"
+                     b"INFO :      [RUN 7, ROUND 1]\nINFO :      Receiving: train message (ID: ab)\n"
+                     b"ERROR :     FAB verification failed: the provided trusted entities could not verify the FAB.\n"
+                     b"[code: 2004] Failed to activate SuperNode.\n")
+    attempt: dict = {}
+    (tmp_path / "audit.jsonl").write_text(
+        json.dumps({"run_id": 7, "round": 1, "kind": "refused-train",
+                    "reason": "base /b has sha256 aa, the node vetted bb"}) + "\n"
+        + json.dumps({"run_id": 7, "round": 2, "kind": "train", "arrays": [{}, {}], "total_bytes": 2**20,
+                      "digest": "0123456789abcdef"}) + "\n")
+    runner._pump(io.BytesIO(flower_output), attempt)
+    text = console.getvalue()
+    assert "SuperNode ID: 42" in text and "\x1b[" not in text  # Flower's lines, without colour codes
+    for line in ("connected to the SuperLink at 127.0.0.1:9093 as node 42",
+                 "run 7, round 1: train message received",
+                 "refused run 7, round 1: untrusted app (the app bundle is not signed by a key in trust.yaml)",
+                 "refused by the SuperLink: this node's key is not registered there (yet)",
+                 "run 7, round 1: refused the train message: base /b has sha256 aa, the node vetted bb",
+                 "run 7, round 2: train reply sent (2 tensors, 1.00 MiB, sha256 0123456789ab"):
+        assert f"fedtar-node: {line}" in text, (line, text)
+    assert attempt["connected"]
+    runner._log.close()
+    assert (tmp_path / "node.log").read_text() == text  # the log file holds what the console showed
