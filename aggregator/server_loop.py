@@ -8,6 +8,7 @@ times before the run stops with a clear message (the last checkpoint stays).
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import time
@@ -138,6 +139,7 @@ def run_federation(grid: Grid, cfg: FedTARConfig, paths: RunPaths) -> Federation
         trim_received(out, ckpt["round"])
         log.info("resuming after round %d from %s%s", ckpt["round"], out / "checkpoints",
                  f" with changed config keys {start.changes}" if start.changes else "")
+    names = site_names(paths)
     for server_round in range(first_round, fed.rounds + 1):
         new_state, entry = None, {}
         for attempt in range(fed.round_retries + 1):
@@ -180,11 +182,39 @@ def run_federation(grid: Grid, cfg: FedTARConfig, paths: RunPaths) -> Federation
     result.metrics = _evaluate(grid, strategy, state, fed.rounds, fed.round_timeout)
     if history and fed.eval_every > 0:
         history[-1]["eval"] = result.metrics
-    result.site_metrics = {str(k): v for k, v in strategy.site_metrics.items()}
+    labels = site_labels(strategy, names, strategy.site_metrics)
+    result.site_metrics = {labels[k]: v for k, v in strategy.site_metrics.items()}
     _log_received(out, strategy)
     log.info("final evaluation over %d sites: %s", len(result.site_metrics),
              {k: round(v, 4) for k, v in result.metrics.items() if "visit" not in k})
     return _finish(out, result, "")
+
+
+def site_names(paths: RunPaths) -> list[str]:
+    """The sites' names as their data gives them (a manifest's site_id), by partition-id, where the
+    server knows the federation (simulation); empty in a deployment, whose nodes keep their node ids."""
+    if not paths.data_root:
+        return []
+    manifests = find_manifests(paths.data_root)
+    if paths.data_sites:  # the nodes' partitions are these sites, in this order (clients.site_runtime)
+        manifests = [manifests[int(i)] for i in paths.data_sites.split(",")]
+    names = []
+    for manifest in manifests:
+        with manifest.open(newline="", encoding="utf-8-sig") as f:
+            row = next(csv.DictReader(f), None)
+        names.append(((row or {}).get("site_id") or "").strip() or manifest.parent.name)
+    return names
+
+
+def site_labels(strategy: FederatedStrategy, names: list[str], nodes) -> dict[int, str]:
+    """Each node's site name (its partition's, from its "site" record), else its Flower node id; two
+    nodes claiming one partition keep their node ids beside the name."""
+    def name(node: int) -> str:
+        pid = strategy.partitions.get(node)
+        return names[pid] if pid is not None and 0 <= pid < len(names) else str(node)
+    labels = {node: name(node) for node in nodes}
+    taken = list(labels.values())
+    return {node: label if taken.count(label) == 1 else f"{label} (node {node})" for node, label in labels.items()}
 
 
 def _write_run_file(out: Path, cfg: FedTARConfig, paths: RunPaths, start: RunStart) -> None:

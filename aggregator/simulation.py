@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,6 +90,13 @@ def _engine_run(values: dict[str, Any], num_sites: int, engine: str) -> None:
         raise ValueError(f"unknown engine {engine!r} (ray or inprocess)")
     from flwr.simulation import run_simulation
 
+    if not torch.cuda.is_available():
+        # Ray warns (FutureWarning) that it will stop hiding GPUs from actors given num_gpus=0; without a
+        # GPU there is nothing to hide, so opting into that behaviour changes nothing. On a GPU machine
+        # Ray's current behaviour (clients on the CPU) and its warning are kept.
+        os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+    # Flower 1.42 deprecates run_simulation in favour of `flwr run` against a local SuperLink started
+    # with --simulation (README, "Federation on Flower"); it still runs the same ServerApp and ClientApp.
     run_simulation(
         server_app=make_server_app(values), client_app=client_app, num_supernodes=num_sites,
         backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
@@ -234,12 +242,13 @@ def per_visit_table(summaries: list[RunSummary], metric: str = "cmp_acc", markdo
 
 def per_site_table(summaries: list[RunSummary], metrics: tuple[str, ...] = ("bleu4", "cider", "ce_f1", "cmp_acc")
                    ) -> str:
-    """Each site's metrics for each strategy's first seed (from the server's results file)."""
+    """Each site's metrics for each strategy's first seed (from the server's results file; sites by the
+    names their data gives them, e.g. site1, or by Flower node id where the server cannot know it)."""
     rows = []
     for s in summaries:
         if s.seed != summaries[0].seed or s.status != "completed":
             continue
         results = json.loads((s.out_dir / RESULTS_FILE).read_text())
-        for node, m in sorted(results.get("site_metrics", {}).items()):
-            rows.append([s.strategy, node, int(m.get("num-examples", 0)), *(m.get(k, float("nan")) for k in metrics)])
-    return format_table(["strategy", "node", "exams", *metrics], rows)
+        for site, m in sorted(results.get("site_metrics", {}).items()):
+            rows.append([s.strategy, site, int(m.get("num-examples", 0)), *(m.get(k, float("nan")) for k in metrics)])
+    return format_table(["strategy", "site", "exams", *metrics], rows)

@@ -66,6 +66,7 @@ class FederatedStrategy(Strategy):
         self.bytes_received = 0
         self.info: dict[str, Any] = {}
         self.site_metrics: dict[int, dict[str, float]] = {}
+        self.partitions: dict[int, int] = {}  # simulated nodes' partition-id (their "site" record), per node
         self.received: list[dict[str, Any]] = []  # digest of every reply, for the sites' audit logs
         self.privacy = PrivacyAccountant(cfg.privacy) if cfg.privacy.enabled else None
         self._means_this_round = 0
@@ -138,6 +139,10 @@ class FederatedStrategy(Strategy):
     def _record_received(self, server_round: int, kind: str, replies: list[Message]) -> None:
         for reply in replies:
             if not reply.has_error():
+                site = reply.content.metric_records.get("site")  # simulated nodes: their partition-id
+                pid = dict(site).get("partition-id") if site is not None else None
+                if isinstance(pid, (int, float)) and not isinstance(pid, bool):
+                    self.partitions[reply.metadata.src_node_id] = int(pid)
                 self.received.append({"round": server_round, "kind": kind, "node_id": reply.metadata.src_node_id,
                                       "digest": content_digest(reply.content)})
 

@@ -11,6 +11,8 @@ send "arrays" and "metrics". With meta.validation = federated the reply also
 carries "val-grad" (the gradient of the site's validation loss at the global
 it received: fused into the train message, so the meta step lags one round
 but costs no extra round trip). Evaluate replies carry a MetricRecord only.
+A simulated node (no manifest in its node config) adds "site", a MetricRecord
+with the partition-id the engine gave it, so tables name sites as the data does.
 Nothing else leaves the site: no text, ids, demographics or GMM statistics.
 
 A hospital node's policy (node config: ``pins``, ``base-sha256``) is enforced before the
@@ -43,6 +45,7 @@ from fedtar.privacy import clip_upload
 
 log = logging.getLogger(__name__)
 LOCAL_STATE_KEY, SCAFFOLD_KEY = "local-model", "scaffold-ci"
+SITE_RECORD = "site"  # simulated nodes only: {"partition-id": i}, for the server's per-site names
 # Keys of the config record that are not FedTAR config keys.
 RUN_KEYS = ("strategy", "base-dir", "data-root", "data-sites", "server-round", "split")
 
@@ -167,7 +170,12 @@ def _reply(msg: Message, content: RecordDict, context: Context) -> Message:
     transport = str(msg.content["config"].get("federation.transport_dtype", "float32"))
     for name, record in list(content.array_records.items()) if transport != "float32" else ():
         content[name] = ArrayRecord(encode_state(state_from_record(record), transport))
-    audit_log = dict(context.node_config).get("audit-log")
+    node = dict(context.node_config)
+    if "manifest" not in node and "partition-id" in node:
+        # A simulated site says which partition the engine gave it (a number), so the server can name
+        # the site as its data does; a hospital node (its manifest in node config) sends nothing of the kind.
+        content[SITE_RECORD] = MetricRecord({"partition-id": int(node["partition-id"])})
+    audit_log = node.get("audit-log")
     if audit_log:
         append_entry(str(audit_log), content, run_id=context.run_id, node_id=context.node_id,
                      kind=msg.metadata.message_type, round=int(msg.content["config"]["server-round"]))

@@ -397,7 +397,9 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fedtar", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="every log line, DEBUG included, of FedTAR and the libraries (Flower, Ray...); "
+                        "by default other libraries show only warnings and errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("synth", help="write the synthetic longitudinal federation and print its summary")
@@ -554,13 +556,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Our packages log progress at INFO; every other library (flwr, ray, alembic, matplotlib...) only
+# reaches the console at WARNING and above unless -v.
+OUR_LOGGERS = ("fedtar", "aggregator", "clients", "data_adapters", "benchmarks", "experiments", "__main__")
+
+
+def _ours_or_warning(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING or record.name.split(".")[0] in OUR_LOGGERS
+
+
+def _configure_logging(verbose: bool) -> None:
+    """One console handler for every logger: ours at INFO, third parties at WARNING (-v: all at DEBUG).
+    Flower adds a colored console handler of its own to the `flwr` logger, which printed each of its
+    records a second time: it is removed, so Flower's records come out once, through ours."""
+    root = logging.getLogger()
+    before = list(root.handlers)
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not verbose:  # only the handler basicConfig made (not one a host process such as pytest installed)
+        for handler in root.handlers:
+            if handler not in before:
+                handler.addFilter(_ours_or_warning)
+    from flwr.supercore.logger import FLOWER_LOGGER, console_handler
+
+    FLOWER_LOGGER.removeHandler(console_handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # MONAI announces an optional GPU DICOM decoder it cannot find: noise for a user.
     warnings.filterwarnings("ignore", message=".*nvImageCodec.*")
     logging.getLogger("monai").setLevel(logging.ERROR)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _configure_logging(args.verbose)
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError) as e:
