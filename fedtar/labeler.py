@@ -124,7 +124,7 @@ _NEG_VERDICT = (r"(?:absent|resolved|removed|cleared|gone|normal|unremarkable|wi
                 rf"|not (?:{_DEGREE}\s+)?(?:seen|identified|present|visualized|enlarged|appreciated|demonstrated"
                 r"|evident|widened|increased|prominent|large|dilated)"
                 r"(?!\s+(?:on|in)\s+(?:the\s+)?(?:prior|previous|earlier|old|outside|recent)))")
-_NEG_AFTER = re.compile(r"^\W*(?:[\w-]+\W+){0,4}?(?:(?:is|are|has|have|was|were|appears?|remains?|looks?|seems?)"
+_NEG_AFTER = re.compile(r"^\W*(?:(?!shows?\b|demonstrat|reveal)[\w-]+\W+){0,4}?(?:(?:is|are|has|have|was|were|appears?|remains?|looks?|seems?)"
                         rf"\s+(?:[\w-]+\s+){{0,3}}?)?{_NEG_VERDICT}\b")
 # A coordinated list closed by one verdict: "cardiac size, mediastinal contour, and pulmonary vascularity are
 # within normal limits", "heart and mediastinum of normal size". The words between the mention and the
@@ -136,7 +136,7 @@ _PREDICATE_NEG = re.compile(rf"^\s+(?:(?:been|to be|otherwise|again|still|now|bo
 _LIST_SEP = re.compile(r",|\band\b|\bor\b")
 _NOT_LIST_ITEM = re.compile(r"\b(?:no|not|without|enlarg\w*|widen\w*|prominen\w*|increas\w*|decreas\w*|large"
                             r"|small|mild\w*|moderate\w*|severe\w*|new|seen|noted|present|identified|visible"
-                            r"|demonstrated|stable|unchanged)\b")
+                            r"|demonstrat\w*|stable|unchanged|shows?|reveal\w*)\b")
 
 
 def _list_closed_negative(after: str) -> bool:
@@ -188,13 +188,13 @@ _OTHER_EXAM_BEFORE = re.compile(r"\b(?:ct|cat scan|mri|pet|ultrasound)\b(?:\W+[\
 _EXPLAINED_AFTER = re.compile(r"^\W*(?:[\w-]+\W+){0,16}?(?:represent\w*|reflect\w*|due to|secondary to|related to"
                               r"|relating to|attributable to|compatible with|consistent with|suggest\w*|correspond\w*"
                               r"|from|is|are|be)\W+(?:[\w-]+\W+){0,4}?(?:artifact\w*|crowding|overlap\w*|superimpos\w*"
-                              r"|vascular shadows?|vessels?|nipples?|granulom\w*|(?<!un)(?<!non)calcifi\w*|soft tissues?"
+                              r"|vascular shadows?|vessels?|on end|nipples?|granulom\w*|(?<!un)(?<!non)calcifi\w*|soft tissues?"
                               r"|costochondral|sternoclavicular|fractures?|osteophytes?|bone islands?)\b")
 _CALCIFIED_BEFORE = re.compile(r"\b(?<!un)(?<!non)(?:calcifi\w*|granulomatous)(?:\s+[\w-]+){0,3}\s*$")
 # The next sentence explains the finding away ("... nodular opacity ... This may be artifact.").
 _EXPLAINED_NEXT = re.compile(r"^(?:this|these|it|they)\b(?:\W+[\w-]+){0,4}?\W+(?:be|represents?|reflects?|is|are)\W+"
-                             r"(?:[\w-]+\W+){0,4}?(?:artifact\w*|crowding|overlap\w*|superimpos\w*|vascular shadows?"
-                             r"|vessels?|nipples?|granulom\w*|calcifi\w*|soft tissues?|costochondral|sternoclavicular)")
+                             r"(?:[\w-]+\W+){0,6}?(?:artifact\w*|crowding|overlap\w*|superimpos\w*|vascular shadows?"
+                             r"|vessels?|on end|nipples?|granulom\w*|calcifi\w*|soft tissues?|costochondral|sternoclavicular)")
 _HEDGED = re.compile(r"\b(?:may|might|could|possibl\w*|probabl\w*|likely|xxxx|question\w*|suspect\w*|alternatively)\b")
 _LUNG_OPACITY_FAMILY = ("Lung Opacity", "Lung Lesion", "Edema", "Consolidation", "Pneumonia", "Atelectasis")
 _OWN_PREDICATE = re.compile(r"^[^,]*\b(?:noted|seen|present|identified|demonstrated|is|are|was|were)\b")

@@ -114,7 +114,11 @@ CASES = [
      "Lung Lesion", 1),
     (1169, "Vague nodular opacity near the anterior right first rib costicartilage junction. This may be "
            "calcification.", "Lung Lesion", -1),
-    # Devices IU reports name.
+    (113, "There are two subcentimeter hyperdense nodular opacities are noted within the right lung. These may "
+          "represent XXXX on end or alternatively, calcified granulomas.", "Lung Lesion", -1),
+    # Devices IU reports name; a verdict after "show" is about what is shown, not the device.
+    (1213, "Frontal and lateral views of the chest with overlying external cardiac monitor leads show normal size "
+           "and configuration of the cardiac silhouette.", "Support Devices", 1),
     (25, "Surgical suture material projects over the right lung apex.", "Support Devices", 1),
     (1185, "Vagal nerve stimulator overlying the left chest.", "Support Devices", 1),
     (1031, "Right chest XXXX tip in the high SVC.", "Support Devices", 1),
