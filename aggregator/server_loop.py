@@ -37,6 +37,7 @@ from fedtar.exams import concat_exams
 from fedtar.model import adapt_model, load_model
 from fedtar.parameters import get_travelling_state, set_travelling_state, state_from_record, travelling_specs
 from fedtar.site import load_site
+from fedtar.tracking import TB_DIR, Tracker
 from fedtar.training import validation_gradient
 
 log = logging.getLogger("fedtar.server")
@@ -140,6 +141,7 @@ def run_federation(grid: Grid, cfg: FedTARConfig, paths: RunPaths) -> Federation
         log.info("resuming after round %d from %s%s", ckpt["round"], out / "checkpoints",
                  f" with changed config keys {start.changes}" if start.changes else "")
     names = site_names(paths)
+    tracker = Tracker(out / TB_DIR, cfg.tracking.tensorboard, resume_step=first_round if paths.resume else None)
     for server_round in range(first_round, fed.rounds + 1):
         new_state, entry = None, {}
         for attempt in range(fed.round_retries + 1):
@@ -156,6 +158,7 @@ def run_federation(grid: Grid, cfg: FedTARConfig, paths: RunPaths) -> Federation
                 "train_loss": float(dict(metrics or {}).get("train-loss", float("nan"))),
                 "bytes_received": strategy.bytes_received, "seconds": round(time.monotonic() - started, 2),
                 **strategy.info, **({"config_changes": start.changes} if start.changes else {}),
+                **_site_detail(strategy, names),
             }
             privacy = f", epsilon {entry['epsilon']:.3g} (delta {cfg.privacy.delta:g})" if "epsilon" in entry else ""
             log.info("round %d: %d sites answered, %d valid, train loss %.4f, alpha %s, %.2f MiB received, %.1fs%s",
@@ -171,11 +174,14 @@ def run_federation(grid: Grid, cfg: FedTARConfig, paths: RunPaths) -> Federation
             msg = (f"round {server_round} had fewer than min_sites={fed.min_sites} valid replies after "
                    f"{fed.round_retries + 1} attempt(s); last checkpoint is round {server_round - 1}")
             log.error("run stopped: %s", msg)
+            tracker.round(entry)
+            tracker.close()
             return _finish(out, FederationResult("stopped", server_round - 1, history, global_state=state), msg)
         state = new_state
         if fed.eval_every > 0 and server_round % fed.eval_every == 0 and server_round < fed.rounds:
             entry["eval"] = _evaluate(grid, strategy, state, server_round, fed.round_timeout)
         _log_received(out, strategy)
+        tracker.round(entry)
         save_checkpoint(out / "checkpoints", server_round, state, strategy.checkpoint_state(), cfg.to_flat(),
                         history, start.pins)
     result = FederationResult("completed", fed.rounds, history, global_state=state)
@@ -184,6 +190,8 @@ def run_federation(grid: Grid, cfg: FedTARConfig, paths: RunPaths) -> Federation
         history[-1]["eval"] = result.metrics
     labels = site_labels(strategy, names, strategy.site_metrics)
     result.site_metrics = {labels[k]: v for k, v in strategy.site_metrics.items()}
+    tracker.evaluation(fed.rounds, result.metrics)
+    tracker.close()
     _log_received(out, strategy)
     log.info("final evaluation over %d sites: %s", len(result.site_metrics),
              {k: round(v, 4) for k, v in result.metrics.items() if "visit" not in k})
@@ -215,6 +223,20 @@ def site_labels(strategy: FederatedStrategy, names: list[str], nodes) -> dict[in
     labels = {node: name(node) for node in nodes}
     taken = list(labels.values())
     return {node: label if taken.count(label) == 1 else f"{label} (node {node})" for node, label in labels.items()}
+
+
+def _site_detail(strategy: FederatedStrategy, names: list[str]) -> dict[str, Any]:
+    """The round's accepted replies: examples in all, each site's train loss, examples per visit (FedTAR)."""
+    sites = strategy.site_train
+    labels = site_labels(strategy, names, sites)
+    visits = sorted({int(k.rsplit("-", 1)[1]) for m in sites.values() for k in m if k.startswith("n-visit-")})
+    out: dict[str, Any] = {"examples": sum(float(m.get("num-examples", 0.0)) for m in sites.values()),
+                           "site_train_loss": {labels[node]: float(m["train-loss"])
+                                               for node, m in sites.items() if "train-loss" in m}}
+    if visits:
+        out["visit_examples"] = {str(t): sum(float(m.get(f"n-visit-{t}", 0.0)) for m in sites.values())
+                                 for t in visits}
+    return out
 
 
 def _write_run_file(out: Path, cfg: FedTARConfig, paths: RunPaths, start: RunStart) -> None:

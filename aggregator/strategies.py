@@ -66,6 +66,7 @@ class FederatedStrategy(Strategy):
         self.bytes_received = 0
         self.info: dict[str, Any] = {}
         self.site_metrics: dict[int, dict[str, float]] = {}
+        self.site_train: dict[int, dict[str, float]] = {}  # this round's accepted train metrics, per node
         self.partitions: dict[int, int] = {}  # simulated nodes' partition-id (their "site" record), per node
         self.received: list[dict[str, Any]] = []  # digest of every reply, for the sites' audit logs
         self.privacy = PrivacyAccountant(cfg.privacy) if cfg.privacy.enabled else None
@@ -197,6 +198,7 @@ class FederatedStrategy(Strategy):
             accepted.pop(node)
         accepted = dict(sorted(accepted.items()))  # arrival order must not change float sums
         self.report.accepted = list(accepted)
+        self.site_train = {node: dict(a.metrics) for node, a in accepted.items()}
         for r in self.report.rejected:
             log.warning("round %d: site %s left out: %s", server_round, r.node_id, r.reason)
         if len(accepted) < self.cfg.federation.min_sites:

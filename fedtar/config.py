@@ -124,6 +124,13 @@ class FederationConfig:
 
 
 @dataclass
+class TrackingConfig:
+    # TensorBoard event files: a federation run's per round beside its checkpoints (OUT/tensorboard),
+    # `fedtar pretrain`'s per epoch beside the base (BASE-tensorboard). Watch: tensorboard --logdir OUT
+    tensorboard: bool = True
+
+
+@dataclass
 class FedTARConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -135,6 +142,7 @@ class FedTARConfig:
     meta: MetaConfig = field(default_factory=MetaConfig)
     federation: FederationConfig = field(default_factory=FederationConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def to_flat(self) -> dict[str, Any]:
         """Dotted keys to plain values (lists for tuples), e.g. for checkpoints."""

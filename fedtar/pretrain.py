@@ -37,6 +37,7 @@ from fedtar.exams import Batch, concat_exams
 from fedtar.model import ARCHITECTURE_KEYS, MODEL_FILE, ReportGenerator, build_model, save_model
 from fedtar.site import load_site
 from fedtar.tokenizer import ReportTokenizer
+from fedtar.tracking import Tracker, pretrain_log_dir
 from fedtar.training import mean_loss, resolve_device, train_local
 
 log = logging.getLogger(__name__)
@@ -150,12 +151,17 @@ def pretrain_base(out: str | Path, cfg: FedTARConfig, epochs: int | None = None,
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=base_cfg.train.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1))
     generator = torch.Generator().manual_seed(cfg.train.seed)
+    tracker = Tracker(pretrain_log_dir(out), cfg.tracking.tensorboard)  # beside the base: not in its hash
     for epoch in range(epochs):
         stats = train_local(model, train, base_cfg.train, cfg.data.batch_size, optimizer,
                             generator=generator, epochs=1, **({"loss_fn": loss_fn} if loss_fn else {}))
         schedule.step()
+        val_loss = mean_loss(model, val) if val.num_examples() else None
         log.info("pretrain epoch %d/%d: train loss %.3f, validation loss %s", epoch + 1, epochs, stats.loss,
-                 f"{mean_loss(model, val):.3f}" if val.num_examples() else "n/a (no validate split)")
+                 f"{val_loss:.3f}" if val_loss is not None else "n/a (no validate split)")
+        tracker.scalars("pretrain", {"train_loss": stats.loss, "validation_loss": val_loss}, epoch + 1)
+        tracker.flush()
+    tracker.close()
     model.untrained = []  # every tensor trained on the pool (train.base = trainable)
     return _save_base(out, model.cpu(), tokenizer, key)
 

@@ -21,7 +21,7 @@ from fedtar.output_folder import content_hash
 # change what the checkpoint holds.
 RESUME_FREE_KEYS = frozenset({"federation.rounds", "federation.round_timeout", "federation.round_retries",
                               "federation.node_wait", "federation.eval_every", "client.eval_meteor",
-                              "train.device"})
+                              "train.device", "tracking.tensorboard"})
 # Keys a resume may change when named (--resume-override): how training goes on, not what the
 # tensors are (model, lora, data, demographics, policy and the strategy are never overridable).
 OVERRIDABLE_PREFIXES = ("train.", "client.", "federation.", "meta.", "privacy.")
