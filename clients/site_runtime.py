@@ -210,6 +210,6 @@ def evaluate_site(rt: SiteRuntime, state: State, split: str = "test") -> dict[st
     ev = evaluate_model(rt.model, [exams], rt.tokenizer, num_beams=rt.cfg.client.eval_beams,
                         with_meteor=rt.cfg.client.eval_meteor)
     out = flat_metrics(ev)
-    out["loss"] = mean_loss(rt.model, exams)
+    out["loss"] = mean_loss(rt.model, exams, rt.cfg.data.batch_size)  # memory bounded by the batch, as training
     out["num-examples"] = float(exams.num_examples())
     return out

@@ -36,7 +36,9 @@ def generate_for(model: ReportGenerator, parts: list[Exams],
     gen, ref, visits = [], [], []
     section = model.cfg.data.section
     for exams in parts:
-        gen += generate_reports(model, exams, tokenizer, num_beams=num_beams)
+        # Batches of data.batch_size, as in training: evaluation's activations (at 256 px some 10 MiB
+        # per row) are bounded by the config, not by the split (a fixed 64 grew the peak with the test split).
+        gen += generate_reports(model, exams, tokenizer, num_beams=num_beams, batch_size=model.cfg.data.batch_size)
         rows = exams.rows().tolist()
         ref += [exams.records[i].report(section) for i in rows]
         visits += [exams.records[i].visit_index for i in rows]
