@@ -161,9 +161,10 @@ _UNC_BEFORE = re.compile(r"\b(?:may|maybe|might|could|would|possibl\w*|probabl\w
                          r"|correlat\w*|secondary to|atypical|borderline|equivocal|rule out|evaluat\w* for"
                          r"|assess\w* for|versus|vs|cannot|uncertain|not clear|unclear|obscur\w*|vs)\b"
                          # IU masks words as XXXX; right after a comma or "appearance"/"most", or before
-                         # "due" ("likely due to"), the masked word is a hedge ("likely", "suggesting").
+                         # "due" / "representing" ("likely due to", "likely representing"), the masked word
+                         # is a hedge.
                          r"|(?:(?<!mild)(?<!minimal)(?<!small)(?<!patchy)(?<!subtle)(?<!faint)(?<!streaky),|\bappearance|\bmost)"
-                         r"\s+xxxx(?:\s+[\w-]+){0,2}\s*$|\bxxxx\s+due\b")
+                         r"\s+xxxx(?:\s+[\w-]+){0,2}\s*$|\bxxxx\s+(?:due|represent\w*|reflect\w*)\b")
 _UNC_AFTER = re.compile(r"^\s*(?:[\w-]+\s+){0,3}?(?:(?:is|are|was|were)\s+)?(?:(?:also|less|more|most|not)\s+)?"
                         r"(?:(?:possible|possibly|probable|probably|likely)(?!\s+(?:reflect|represent|due|secondary"
                         r"|relate|indicat|correspond|from|caused))|suspected|questionable|favou?red|considered"

@@ -102,7 +102,10 @@ CASES = [
     # Lung lesion precision: densities explained as granulomas, calcification, fracture.
     (147, "Nodular density overlying the anterior left 4th rib XXXX represents a healing rib fracture.",
      "Lung Lesion", None),
-    (147, "Nodular density overlying the anterior left 4th rib XXXX represents a healing rib fracture.", "Fracture", 1),
+    # (The masked word before "represents" is read as a hedge, "likely represents": uncertain. Our hand label
+    # for 147 says 1, the one for 1139, "XXXX represent interstitial edema", says -1.)
+    (147, "Nodular density overlying the anterior left 4th rib XXXX represents a healing rib fracture.", "Fracture", -1),
+    (2859, "Opacity XXXX representing left upper lobe pneumonia.", "Pneumonia", -1),
     (229, "Mediastinal calcification and dense right upper lung nodule suggest a previous granulomatous process.",
      "Lung Lesion", None),
     (1371, "Couple of XXXX nodules in the left base are XXXX calcified sequela of old granulomatous disease.",
