@@ -17,6 +17,24 @@ prominence" are uncertain edema; a stable or unchanged heart or mediastinal
 silhouette is uncertain (it says nothing of its size); CHF or heart failure
 adds uncertain cardiomegaly.
 
+Scope that follows sentence structure, developed on real reports (the
+odd-numbered IU X-ray reports, tests/test_labeler_iu.py): a coordinated list
+closed by one verdict negates every item ("cardiac size, mediastinal contour
+and pulmonary vascularity are within normal limits"); "normal size and
+configuration of X"; degree words inside a negation ("not significantly
+enlarged"); "not seen on prior" marks a new finding, not a negation; a hedge
+reaches across "with" ("suggestive of mass with obstructive atelectasis") but
+not into a later list item that has its own verb; "X is in the differential",
+"in the appropriate clinical setting" and the hedges IU masks as XXXX
+(", XXXX atelectasis", "XXXX representing") are uncertain; an "or" after a
+comma belongs to the next item; "scarring or atelectasis" is a certain lung
+opacity (every alternative is one). A heart or mediastinum named with no
+statement of size is no finding. A finding attributed to another exam ("seen
+on the earlier CT") is not mentioned; a density or nodule explained as a
+granuloma, calcification, artefact, vessel on end or fracture (in its
+sentence or by the next: "This may be artifact") is no lung lesion or
+opacity, or uncertain when the explanation is hedged.
+
 Per report, CheXpert's aggregation: any positive mention gives 1, else any
 uncertain gives -1, else 0; an observation never mentioned is left out.
 "No Finding" is 1 when no observation other than Support Devices, nor any
