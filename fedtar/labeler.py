@@ -142,7 +142,8 @@ _NEG_VERDICT = (r"(?:absent|resolved|removed|cleared|gone|normal|unremarkable|wi
                 rf"|not (?:{_DEGREE}\s+)?(?:seen|identified|present|visualized|enlarged|appreciated|demonstrated"
                 r"|evident|widened|increased|prominent|large|dilated)"
                 r"(?!\s+(?:on|in)\s+(?:the\s+)?(?:prior|previous|earlier|old|outside|recent)))")
-_NEG_AFTER = re.compile(r"^\W*(?:(?!shows?\b|demonstrat|reveal)[\w-]+\W+){0,4}?(?:(?:is|are|has|have|was|were|appears?|remains?|looks?|seems?)"
+_NEG_AFTER = re.compile(r"^\W*(?:(?!shows?\b|demonstrat|reveal)[\w-]+\W+){0,4}?"
+                        r"(?:(?:is|are|has|have|was|were|appears?|remains?|looks?|seems?)"
                         rf"\s+(?:[\w-]+\s+){{0,3}}?)?{_NEG_VERDICT}\b")
 # A coordinated list closed by one verdict: "cardiac size, mediastinal contour, and pulmonary vascularity are
 # within normal limits", "heart and mediastinum of normal size". The words between the mention and the
@@ -195,7 +196,8 @@ _UNC_AFTER_ANY = re.compile(r"\b(?:is|are) (?:also )?(?:in|within) the different
                             r"|\bin the (?:appropriate |right |proper |correct )?clinical (?:setting|context)\b")
 # A finding attributed to another exam ("pneumonia seen on the earlier CT", "mass seen on XXXX scan") is
 # not a finding of this one.
-_OTHER_EXAM_AFTER = re.compile(r"^\W*(?:(?!not\b)[\w-]+\W+){0,3}?(?:(?:seen|noted|shown|demonstrated|described|identified|visible"
+_OTHER_EXAM_AFTER = re.compile(r"^\W*(?:(?!not\b)[\w-]+\W+){0,3}?"
+                               r"(?:(?:seen|noted|shown|demonstrated|described|identified|visible"
                                r"|evident|detected)\s+)?(?:on|at|by)\s+(?:the\s+|a\s+|an\s+)?(?:[\w-]+\s+){0,2}?"
                                r"(?:ct|cat|scan|mri|pet|ultrasound|fluoroscopy|(?:prior|previous|earlier|recent|outside"
                                r"|old|remote)\s+(?:[\w-]+\s+){0,2}?(?:ct|scan|study|studies|exam\w*|radiograph\w*|film\w*"
@@ -207,13 +209,15 @@ _OTHER_EXAM_BEFORE = re.compile(r"\b(?:ct|cat scan|mri|pet|ultrasound)\b(?:\W+[\
 _EXPLAINED_AFTER = re.compile(r"^\W*(?:[\w-]+\W+){0,16}?(?:represent\w*|reflect\w*|due to|secondary to|related to"
                               r"|relating to|attributable to|compatible with|consistent with|suggest\w*|correspond\w*"
                               r"|from|is|are|be)\W+(?:[\w-]+\W+){0,4}?(?:artifact\w*|crowding|overlap\w*|superimpos\w*"
-                              r"|vascular shadows?|vessels?|on end|nipples?|granulom\w*|(?<!un)(?<!non)calcifi\w*|soft tissues?"
+                              r"|vascular shadows?|vessels?|on end|nipples?|granulom\w*|(?<!un)(?<!non)calcifi\w*"
+                              r"|soft tissues?"
                               r"|costochondral|sternoclavicular|fractures?|osteophytes?|bone islands?)\b")
 _CALCIFIED_BEFORE = re.compile(r"\b(?<!un)(?<!non)(?:calcifi\w*|granulomatous)(?:\s+[\w-]+){0,3}\s*$")
 # The next sentence explains the finding away ("... nodular opacity ... This may be artifact.").
 _EXPLAINED_NEXT = re.compile(r"^(?:this|these|it|they)\b(?:\W+[\w-]+){0,4}?\W+(?:be|represents?|reflects?|is|are)\W+"
                              r"(?:[\w-]+\W+){0,6}?(?:artifact\w*|crowding|overlap\w*|superimpos\w*|vascular shadows?"
-                             r"|vessels?|on end|nipples?|granulom\w*|calcifi\w*|soft tissues?|costochondral|sternoclavicular)")
+                             r"|vessels?|on end|nipples?|granulom\w*|calcifi\w*|soft tissues?|costochondral"
+                             r"|sternoclavicular)")
 _HEDGED = re.compile(r"\b(?:may|might|could|possibl\w*|probabl\w*|likely|xxxx|question\w*|suspect\w*|alternatively)\b")
 _LUNG_OPACITY_FAMILY = ("Lung Opacity", "Lung Lesion", "Edema", "Consolidation", "Pneumonia", "Atelectasis")
 _OWN_PREDICATE = re.compile(r"^[^,]*\b(?:noted|seen|present|identified|demonstrated|is|are|was|were)\b")
@@ -248,7 +252,8 @@ def _classify(sentence: str, start: int, end: int, use_or: bool = True, across_w
         # A list item with its own verb is its own clause ("... most suggestive of artifacts, healed
         # right 10th rib fracture noted"): a hedge before the comma does not reach it.
         before, wide_before = before.rsplit(",", 1)[-1], wide_before.rsplit(",", 1)[-1]
-    if _UNC_BEFORE.search(wide_before if across_with else before) or _UNC_AFTER.match(after) or _UNC_AFTER_ANY.search(after.split(",", 1)[0]):
+    if (_UNC_BEFORE.search(wide_before if across_with else before) or _UNC_AFTER.match(after)
+            or _UNC_AFTER_ANY.search(after.split(",", 1)[0])):
         return -1
     if use_or and (_OR_NEAR.match(after) or _OR_BEFORE_NEAR.search(before)):
         return -1

@@ -22,8 +22,14 @@ import pytest
 
 from fedtar.findings import CHEXPERT_OBSERVATIONS
 from fedtar.labeler import label_report
-from fedtar.metrics.iu_reports import (DEV_LABELS, ArchiveUnavailable, agreement, load_labels, locate_archive,
-                                       odd_reports)
+from fedtar.metrics.iu_reports import (
+    DEV_LABELS,
+    ArchiveUnavailable,
+    agreement,
+    load_labels,
+    locate_archive,
+    odd_reports,
+)
 
 DATA = Path(__file__).parent / "data"
 
@@ -104,7 +110,8 @@ CASES = [
      "Lung Lesion", None),
     # (The masked word before "represents" is read as a hedge, "likely represents": uncertain. Our hand label
     # for 147 says 1, the one for 1139, "XXXX represent interstitial edema", says -1.)
-    (147, "Nodular density overlying the anterior left 4th rib XXXX represents a healing rib fracture.", "Fracture", -1),
+    (147, "Nodular density overlying the anterior left 4th rib XXXX represents a healing rib fracture.",
+     "Fracture", -1),
     (2859, "Opacity XXXX representing left upper lobe pneumonia.", "Pneumonia", -1),
     (229, "Mediastinal calcification and dense right upper lung nodule suggest a previous granulomatous process.",
      "Lung Lesion", None),
