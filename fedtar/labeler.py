@@ -139,7 +139,7 @@ _DEGREE = (r"(?:significantly|substantially|markedly|definitely|grossly|apprecia
 _NEG_VERDICT = (r"(?:absent|resolved|removed|cleared|gone|normal|unremarkable|within (?:the )?normal limits"
                 r"|within (?:the )?limits of normal|within normal range|top[\s-]normal|upper limits? of normal"
                 r"|no longer (?:seen|present|visible|identified|evident)"
-                rf"|not (?:{_DEGREE}\s+)?(?:seen|identified|present|visualized|enlarged|appreciated|demonstrated"
+                rf"|not (?:{_DEGREE}[\s-]+)?(?:seen|identified|present|visualized|enlarged|appreciated|demonstrated"
                 r"|evident|widened|increased|prominent|large|dilated)"
                 r"(?!\s+(?:on|in)\s+(?:the\s+)?(?:prior|previous|earlier|old|outside|recent)))")
 _NEG_AFTER = re.compile(r"^\W*(?:(?!shows?\b|demonstrat|reveal)[\w-]+\W+){0,4}?"
@@ -170,7 +170,7 @@ def _list_closed_negative(after: str) -> bool:
     else:
         return False
     items = [i.split() for i in _LIST_SEP.split(between)]
-    return all(len(i) <= 4 for i in items) and not _NOT_LIST_ITEM.search(between)
+    return all(len(i) <= 6 for i in items) and not _NOT_LIST_ITEM.search(between)
 
 
 # Uncertainty.
@@ -314,7 +314,8 @@ def _sentence_labels(sentence: str) -> tuple[tuple[str, int, bool], ...]:
             # A structure named without an abnormality ("the heart and lungs have XXXX", "contour
             # deformity of the rib") is no finding; a stable one is uncertain (CheXpert).
             before, after = _clause(sentence, m.start(), m.end())
-            if not (_SIZE_WORD.search(before.rsplit(",", 1)[-1]) or _SIZE_WORD.search(after)):
+            own = re.split(r",|\band\b|\bor\b|\bwith\b", before)[-1]  # the mention's own noun phrase
+            if not (_SIZE_WORD.search(own) or _SIZE_WORD.search(after)):
                 if not _STABLE.search(sentence):
                     continue
                 label = -1

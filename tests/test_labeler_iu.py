@@ -51,6 +51,8 @@ CASES = [
      "Enlarged Cardiomediastinum", 0),
     # A degree word inside the negation.
     (165, "The heart is not significantly enlarged.", "Cardiomegaly", 0),
+    (3683, "The previously noted small nodule in the right lower lung is not well-seen on today's study.",
+     "Lung Lesion", 0),
     # A structure named with no statement of its size is no finding; a stable one stays uncertain (CheXpert).
     # (Bare "heart" is no Cardiomegaly mention in CheXpert's list; what matters is that it is not positive.)
     (39, "The heart and lungs have XXXX XXXX in the interval. Heart and mediastinum normal.", "Cardiomegaly", None),
@@ -62,6 +64,7 @@ CASES = [
     (1245, "Cardiomegaly, aortic ectasia/tortuosity, cardiomediastinal silhouette appears similar to prior.",
      "Cardiomegaly", 1),
     (13, "The cardiac silhouette is borderline enlarged.", "Cardiomegaly", -1),
+    (3595, "Stable cardiomegaly and mediastinal contour.", "Enlarged Cardiomediastinum", -1),  # size word: own NP
     # "X or Y" hedges: uncertain (CheXpert), but an opacity that is scarring or atelectasis is an opacity.
     (177, "Bilateral effusions and/or atelectasis, right worse than left.", "Pleural Effusion", -1),
     (177, "Bilateral effusions and/or atelectasis, right worse than left.", "Atelectasis", -1),
