@@ -33,6 +33,9 @@ import os
 import platform
 import statistics
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +45,7 @@ from aggregator.simulation import (
     SimulationPlan,
     Variant,
     comparison_table,
+    finished_run,
     per_visit_table,
     run_simulations,
 )
@@ -122,8 +126,34 @@ def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None) -> Swe
     return sweep
 
 
-def run_sweep(sweep: Sweep, out: str | Path | None = None, progress: bool = True) -> Path:
-    """Run (or reuse) every run of the sweep, then write the tables and plots. Returns OUT."""
+@dataclass(frozen=True)
+class Part:
+    """`--part K/N`: this process runs every N-th run of the sweep, starting with the K-th (1-based),
+    so N processes share a sweep without copying folders. Runs of other parts are read when
+    finished; the learning-rate choice waits for the other parts' search runs up to `wait_s`."""
+
+    k: int = 1
+    n: int = 1
+    wait_s: float = 6 * 3600.0
+    poll_s: float = 10.0
+
+    @classmethod
+    def parse(cls, text: str, wait_s: float = 6 * 3600.0) -> Part:
+        try:
+            k, n = (int(v) for v in text.split("/"))
+        except ValueError:
+            raise ValueError(f"--part {text!r}: expected K/N, e.g. 1/2") from None
+        if not 1 <= k <= n:
+            raise ValueError(f"--part {text!r}: K must be between 1 and N")
+        return cls(k, n, wait_s)
+
+    def owns(self, job: int) -> bool:
+        return job % self.n == self.k - 1
+
+
+def run_sweep(sweep: Sweep, out: str | Path | None = None, progress: bool = True, part: Part = Part()) -> Path:
+    """Run (or reuse) every run of the sweep (of this part), then write the tables and plots once
+    every run is finished. Returns OUT."""
     from tqdm import tqdm
 
     e = sweep.experiment
@@ -136,16 +166,28 @@ def run_sweep(sweep: Sweep, out: str | Path | None = None, progress: bool = True
     n_main = (len(e.methods) + len(sweep.ablations)) * len(e.seeds) \
         + n_sites * len(e.loso_methods) * len(e.loso_seeds or e.seeds)
     bar = tqdm(total=len(search) + n_main, desc="runs", unit="run", disable=not progress, file=sys.stderr)
+    inputs = dict(synth=synth, base_dir=e.base or None, data=e.data or None, pool=pool)
+    with waiting_lock(out / "prepare.lock", part.wait_s):  # the federation and the base, made once for all parts
+        run_simulations(out, cfg, SimulationPlan(strategies=[], variants=[], seeds=[],
+                                                 pretrain_epochs=e.pretrain_epochs or None), **inputs)
+    jobs = iter(range(10**9))
+    missing: list[str] = []
 
-    def run(variant: Variant, seed: int, holdout: int | None = None) -> list[RunSummary]:
+    def run(variant: Variant, seed: int, holdout: int | None = None, wait: bool = False) -> list[RunSummary]:
         bar.set_postfix_str(f"{variant.name} seed {seed}" + (f" holdout {holdout}" if holdout is not None else ""))
+        if not part.owns(next(jobs)):
+            done = _await_run(out, variant, seed, holdout, part if wait else None)
+            bar.update(1)
+            if done is None:
+                missing.append(f"{variant.name} seed {seed}" + (f" holdout {holdout}" if holdout is not None else ""))
+            return [done] if done is not None else []
         plan = SimulationPlan(strategies=[], variants=[variant], seeds=[seed], holdout_site=holdout,
                               engine=e.engine, skip_done=True, pretrain_epochs=e.pretrain_epochs or None)
-        done = run_simulations(out, cfg, plan, synth, base_dir=e.base or None, data=e.data or None, pool=pool)
+        done = run_simulations(out, cfg, plan, **inputs)
         bar.update(1)
         return done
 
-    searched = [(v, s) for v in search for s in run(v, e.lr_seed)]
+    searched = [(v, s) for v in search for s in run(v, e.lr_seed, wait=True)]
     chosen = choose_learning_rates(searched, e.lr_metric)
     lr_of = {m: {"train.lr": chosen[m]} for m in chosen}
     settings = [Variant(m, m, lr_of.get(m, {})) for m in e.methods]
@@ -159,8 +201,51 @@ def run_sweep(sweep: Sweep, out: str | Path | None = None, progress: bool = True
                 variant = Variant(m, m, {**lr_of.get(m, {}), "federation.eval_every": 0})
                 loso.setdefault(k, []).extend(run(variant, seed, k))
     bar.close()
+    if missing:
+        log.warning("part %d/%d finished its runs; %d run(s) of other parts are not finished yet (%s): the "
+                    "tables are written by the part that finishes last, or by the same command without --part",
+                    part.k, part.n, len(missing), ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else ""))
+        return out
     write_report(out, sweep, main, loso, searched, chosen)
     return out
+
+
+def _await_run(out: Path, variant: Variant, seed: int, holdout: int | None, part: Part | None) -> RunSummary | None:
+    """Another part's run: its summary once finished; with `part`, wait for it (bounded by part.wait_s)."""
+    deadline = time.monotonic() + (part.wait_s if part else 0.0)
+    announced = False
+    while (done := finished_run(out, variant, seed, holdout)) is None:
+        if part is None or time.monotonic() >= deadline:
+            if part is not None:
+                raise TimeoutError(f"part {part.k}/{part.n}: {variant.name} seed {seed} (another part's run) did not "
+                                   f"finish within {part.wait_s:.0f} s; is that part running?")
+            return None
+        if not announced:
+            log.info("part %d/%d: waiting for %s seed %d (another part's run)", part.k, part.n, variant.name, seed)
+            announced = True
+        time.sleep(part.poll_s)
+    return done
+
+
+@contextmanager
+def waiting_lock(path: Path, timeout_s: float, poll_s: float = 2.0) -> Iterator[None]:
+    """An exclusive lock on `path` (fcntl), waited for up to `timeout_s`; released by the OS if we die."""
+    import fcntl
+
+    deadline = time.monotonic() + timeout_s
+    with open(path, "a") as f:
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(f"{path}: held by another process for over {timeout_s:.0f} s") from None
+                time.sleep(poll_s)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def lr_search_jobs(e: ExperimentConfig) -> list[Variant]:

@@ -153,12 +153,10 @@ def run_simulations(out: str | Path, cfg: FedTARConfig, plan: SimulationPlan,
         strategy = variant.strategy
         run_cfg = apply_overrides(cfg, {**variant.overrides, "train.seed": seed, "federation.strategy": strategy,
                                         "federation.min_sites": min_sites})
-        run_dir = safe_child(out / "runs" / (f"holdout-{plan.holdout_site}" if plan.holdout_site is not None
-                                             else "all"), variant.name, "setting name") / f"seed-{seed}"
-        if plan.skip_done and (done := _finished(run_dir)) is not None:
+        run_dir = run_folder(out, variant.name, seed, plan.holdout_site)
+        if plan.skip_done and (done := finished_run(out, variant, seed, plan.holdout_site)) is not None:
             log.info("[%d/%d] %s seed %d: done before, reusing %s", i, len(runs), variant.name, seed, run_dir)
-            summaries.append(RunSummary(variant.name, seed, "completed", done.get("metrics", {}),
-                                        done.get("history", []), run_dir))
+            summaries.append(done)
             continue
         run_dir.mkdir(parents=True, exist_ok=True)
         log.info("[%d/%d] simulating %s, seed %d, %d sites -> %s", i, len(runs), variant.name, seed, len(sites),
@@ -186,6 +184,21 @@ def run_simulations(out: str | Path, cfg: FedTARConfig, plan: SimulationPlan,
         summaries.append(RunSummary(variant.name, seed, result["status"], metrics, result.get("history", []),
                                     run_dir))
     return summaries
+
+
+def run_folder(out: Path, name: str, seed: int, holdout: int | None = None) -> Path:
+    """Where one (setting, seed[, held-out site]) run of OUT lives."""
+    group = f"holdout-{holdout}" if holdout is not None else "all"
+    return safe_child(Path(out) / "runs" / group, name, "setting name") / f"seed-{seed}"
+
+
+def finished_run(out: Path, variant: Variant, seed: int, holdout: int | None = None) -> RunSummary | None:
+    """The summary of a completed run of OUT (None: not run, or not completed)."""
+    run_dir = run_folder(out, variant.name, seed, holdout)
+    done = _finished(run_dir)
+    if done is None:
+        return None
+    return RunSummary(variant.name, seed, "completed", done.get("metrics", {}), done.get("history", []), run_dir)
 
 
 def _finished(run_dir: Path) -> dict | None:

@@ -138,7 +138,7 @@ def _check_kind(folder: Path, kind: str, overwrite: bool) -> None:
             raise OutputError(f"{folder} holds the output of `fedtar {stamp.get('command')}` ({STAMP_FILE}); "
                               f"`fedtar {kind}` will not write there: choose another folder or pass --overwrite")
         return
-    foreign = sorted(p.name for p in folder.iterdir() if p.name != LOCK_FILE)
+    foreign = sorted(p.name for p in folder.iterdir() if not (p.name == LOCK_FILE or _is_part_lock(p.name)))
     if foreign:
         shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
         raise OutputError(f"{folder} is not empty and no fedtar command stamped it ({shown}): `fedtar {kind}` "
@@ -146,16 +146,22 @@ def _check_kind(folder: Path, kind: str, overwrite: bool) -> None:
                           "or pass --overwrite")
 
 
+def _is_part_lock(name: str) -> bool:
+    return name.startswith(".part-") and name.endswith(".lock")
+
+
 @contextmanager
 def claim_output(folder: str | Path, kind: str, inputs: Mapping[str, str | Path] | None = None,
-                 overwrite: bool = False, stamp: Mapping[str, Any] | None = None) -> Iterator[Path]:
-    """Own `folder` for one command (`kind`, e.g. 'synth'); `stamp` adds what it depends on (hashes)."""
+                 overwrite: bool = False, stamp: Mapping[str, Any] | None = None,
+                 lock_name: str | None = None) -> Iterator[Path]:
+    """Own `folder` for one command (`kind`, e.g. 'synth'); `stamp` adds what it depends on (hashes).
+    `lock_name`: a lock of its own, for processes that share the folder by design (sweep parts)."""
     folder = Path(folder)
     ensure_not_inside(folder, inputs or {})
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"{folder}: exists and is not a folder")
     folder.mkdir(parents=True, exist_ok=True)
-    with locked(folder / LOCK_FILE, kind):
+    with locked(folder / (lock_name or LOCK_FILE), kind):
         _check_kind(folder, kind, overwrite)
         # No time in the stamp: the same command and settings write the same bytes.
         (folder / STAMP_FILE).write_text(json.dumps({"command": kind, **(stamp or {})}, indent=2, sort_keys=True,

@@ -89,3 +89,39 @@ def test_the_fta_sweep_file_parses_and_runs_at_a_tiny_size(tiny_base, tmp_path):
     # fta.toml evaluates only at the end: no CIDEr-against-rounds plot without points to draw.
     assert not (out / "plots" / "cider_vs_rounds.png").exists() and "cider_vs_rounds" not in report
     assert (out / "plots" / "alpha_vs_rounds.png").is_file()
+
+
+def _two_method_sweep(tmp_path, tiny_base, extra: str = "") -> "Path":
+    config = {k: v for k, v in TINY_FED.items() if k != "federation.min_sites"}
+    sweep = tmp_path / "parts.toml"
+    sweep.write_text(
+        f'[experiment]\nout = "{tmp_path / "out"}"\nbase = "{tiny_base}"\nseeds = [0]\n'
+        f'methods = ["fedtar", "fedavg"]\nrounds = 1\nsites = 2\npatients = 6\nvisits = 3\n{extra}\n'
+        f'[config]\n{toml_lines(config)}')
+    return sweep
+
+
+def test_sweep_parts_share_one_output_and_the_last_writes_the_tables(tiny_base, tmp_path):
+    """--part K/N: each process runs its share of the runs in the same OUT; the one that finds every
+    run finished writes the tables, the other leaves them to it."""
+    sweep = _two_method_sweep(tmp_path, tiny_base)
+    out = tmp_path / "out"
+    assert main(["experiment", "compare", "--config", str(sweep), "--no-progress", "--part", "1/2"]) == 0
+    assert (out / "runs" / "all" / "fedtar" / "seed-0" / "results.json").is_file()
+    assert not (out / "runs" / "all" / "fedavg" / "seed-0").exists()
+    assert not (out / "results.md").exists()
+    assert main(["experiment", "compare", "--config", str(sweep), "--no-progress", "--part", "2/2"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert {r["setting"] for r in summary["main"]} == {"fedtar", "fedavg"}
+
+
+def test_a_part_waits_for_another_parts_search_run_with_a_deadline(tiny_base, tmp_path):
+    from aggregator.experiment import Part, load_sweep, run_sweep
+
+    sweep = load_sweep(_two_method_sweep(tmp_path, tiny_base, "lr_grid = [1e-3, 1e-4]\nlr_rounds = 1"))
+    with pytest.raises(TimeoutError, match=r"part 2/2: fedtar-lr0.001 seed 0 .*did not finish within 1 s"):
+        run_sweep(sweep, progress=False, part=Part(2, 2, wait_s=1.0, poll_s=0.2))
+    with pytest.raises(ValueError, match="K/N"):
+        Part.parse("2")
+    with pytest.raises(ValueError, match="between 1 and N"):
+        Part.parse("3/2")
