@@ -348,7 +348,7 @@ def _node(args: argparse.Namespace) -> int:
 
 
 def _experiment(args: argparse.Namespace) -> int:
-    from aggregator.experiment import load_sweep, run_sweep
+    from aggregator.experiment import Part, load_sweep, run_sweep
     from data_adapters.records import find_manifests
     from fedtar.config import parse_set_args
     from fedtar.output_folder import claim_output, content_hash
@@ -357,9 +357,11 @@ def _experiment(args: argparse.Namespace) -> int:
     e = sweep.experiment
     inputs = {"--config": args.config, **({"base": e.base} if e.base else {}),
               **(manifest_inputs("data", find_manifests(e.data)) if e.data else {})}
+    part = Part.parse(args.part, args.part_wait) if args.part else Part()
     with claim_output(args.out or e.out, "experiment compare", inputs, args.overwrite,
-                      {"sweep_sha256": content_hash(Path(args.config).read_text())}):
-        out = run_sweep(sweep, args.out, progress=not args.no_progress)
+                      {"sweep_sha256": content_hash(Path(args.config).read_text())},
+                      lock_name=f".part-{part.k}-of-{part.n}.lock" if args.part else None):
+        out = run_sweep(sweep, args.out, progress=not args.no_progress, part=part)
     print(f"Tables: {out / 'results.md'}\nPlots: {out / 'plots'}\nAll runs: {out / 'summary.json'}")
     return 0
 
@@ -516,6 +518,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", help="output folder (default: [experiment] out)")
     q.add_argument("--set", action="append", metavar="KEY=VALUE", help="FedTAR config key for every run")
     q.add_argument("--no-progress", action="store_true", help="no progress bar")
+    q.add_argument("--part", metavar="K/N", help="run every N-th run, from the K-th (start N processes with "
+                   "1/N..N/N on one OUT; the last to finish writes the tables)")
+    q.add_argument("--part-wait", type=float, default=6 * 3600.0, metavar="SECONDS",
+                   help="with --part: how long to wait for another part's learning-rate search run (default 6 h)")
     _add_overwrite_arg(q)
     q.set_defaults(func=_experiment)
 
