@@ -170,7 +170,7 @@ def _list_closed_negative(after: str) -> bool:
     else:
         return False
     items = [i.split() for i in _LIST_SEP.split(between)]
-    return all(len(i) <= 6 for i in items) and not _NOT_LIST_ITEM.search(between)
+    return all(len(i) <= 8 for i in items) and not _NOT_LIST_ITEM.search(between)
 
 
 # Uncertainty.

@@ -44,6 +44,8 @@ CASES = [
     (27, "Heart and mediastinum of normal size and contour.", "Enlarged Cardiomediastinum", 0),
     (157, "In the interval, bibasilar interstitial infiltrates and pulmonary venous engorgement have resolved.",
      "Lung Opacity", 0),
+    (1909, "Consolidation, atelectasis, and costophrenic XXXX blunting in the left lower lobe have cleared in the "
+           "interval.", "Consolidation", 0),
     # "normal <attribute> of X".
     (119, "Frontal and lateral views of the chest show normal size and configuration of the cardiac silhouette.",
      "Cardiomegaly", 0),
