@@ -517,3 +517,78 @@ def test_node_lines_for_refusals_and_replies(tmp_path):
     assert attempt["connected"]
     runner._log.close()
     assert (tmp_path / "node.log").read_text() == text  # the log file holds what the console showed
+
+
+@pytest.fixture(scope="module")
+def installed_fedtar(tmp_path_factory) -> Path:
+    """FedTAR installed from a wheel into a fresh virtual environment; returns its bin folder.
+
+    `--system-site-packages` spares reinstalling torch, Flower and the rest (`pip install
+    --no-deps` of the wheel only). pip writes Flower's commands only where it installs Flower,
+    so they are written into the venv's bin the way pip would: every Flower process (SuperLink,
+    SuperNode, SuperExec, ServerApp, ClientApp) then runs the venv's Python and imports the
+    wheel's FedTAR, not a checkout.
+    """
+    root = tmp_path_factory.mktemp("wheel")
+    source = root / "source"
+    shutil.copytree(APP, source, ignore=shutil.ignore_patterns(".git", "runs", "state", "build", "dist", "*.egg-info",
+                                                                 "__pycache__", ".pytest_cache", ".venv"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(root / "dist"), str(source)], check=True, timeout=600)
+    wheel = next((root / "dist").glob("fedtar-*.whl"))
+    venv = root / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=300)
+    python = venv / "bin" / "python"
+    subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "-q", str(wheel)], check=True, timeout=600)
+    for ep in importlib.metadata.distribution("flwr").entry_points:
+        if ep.group == "console_scripts":
+            module, _, func = ep.value.partition(":")
+            script = venv / "bin" / ep.name
+            script.write_text(f"#!{python}\nimport sys\nfrom {module} import {func}\nsys.exit({func}())\n")
+            script.chmod(0o755)
+    where = subprocess.run([str(python), "-c", "import aggregator.server_app, clients.client_app, fedtar; "
+                            "print(aggregator.server_app.__file__, clients.client_app.__file__, fedtar.__file__)"],
+                           capture_output=True, text=True, check=True, cwd=root).stdout.split()
+    assert all(path.startswith(str(venv)) for path in where), where  # the wheel, not the checkout
+    return venv / "bin"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("order", ["nodes-first", "server-first"])
+def test_readme_walkthrough_from_an_empty_folder_with_the_wheel(tmp_path, tiny_base, installed_fedtar, order):
+    """The Deploy section in order, with FedTAR installed from a wheel and nothing else in the working
+    folder: either start order completes both rounds, exit codes and consoles say so, the audit
+    chains verify, and SIGTERM to the nodes leaves no process behind."""
+    w = Walkthrough(tmp_path / "hospital-it", tiny_base, [str(installed_fedtar / "fedtar")], quiet_env(installed_fedtar))
+    try:
+        started = time.monotonic()
+        run_config = ("out-dir=run1", "federation.rounds=2")
+        if order == "nodes-first":
+            w.node(1), w.node(2)
+            for name in ("node1", "node2"):  # the SuperLink is not there yet: Flower retries, the node says so
+                w.wait_console(name, "not reachable yet")
+            server = w.server_run(*run_config)
+        else:
+            server = w.server_run(*run_config)
+            w.wait_console("server", "submitted run")  # federation.node_wait counts from here
+            w.node(1), w.node(2)
+        code = server.wait(MAX_RUN)
+        seconds = time.monotonic() - started
+        out = w.console("server")
+        assert code == 0, out[-4000:] + w.console("node1")[-3000:]
+        assert "the installed FedTAR app" in out and ": finished:completed; 2 of 2 rounds" in out, out[-3000:]
+        results = json.loads((w.root / "run1" / "results.json").read_text())
+        assert results["status"] == "completed" and results["rounds_done"] == 2
+        for i in (1, 2):
+            console = w.console(f"node{i}")
+            for line in ("fedtar-node: connected to the SuperLink", ": train message received",
+                         "round 1: train reply sent", "round 2: train reply sent", "evaluate reply sent"):
+                assert line in console, (i, line, console[-3000:])
+            assert verify_chain(w.root / "audit" / f"site{i}.jsonl") == []
+            assert "fedtar-node: connected" in (w.root / "logs" / f"node{i}.log").read_text()
+            assert w.terminate(f"node{i}") == 0
+            assert "exit 0: stopped (SIGTERM)" in w.console(f"node{i}")
+        assert not processes_under(w.root), processes_under(w.root)
+        print(f"{order}: run and stop took {seconds:.0f} s")
+    finally:
+        w.close()
