@@ -459,6 +459,18 @@ def test_server_exit_codes_and_reasons(walkthrough):
     assert not processes_under(w.root)
 
 
+def test_sigterm_to_a_running_server_stops_every_flower_process(walkthrough):
+    """`fedtar server --run` stopped mid-run (SIGTERM, as systemd sends it): the SuperLink, its
+    SuperExec and the ServerApp are stopped; the exit code is 128 + 15 (the run did not complete)."""
+    w = walkthrough
+    w.server_run("out-dir=run", "federation.node_wait=600")
+    w.wait_console("server", "submitted run")
+    wait_until(lambda: any("flwr-serverapp" in p for p in processes_under(w.root)), STALL, "the ServerApp running")
+    assert w.terminate("server") == 128 + signal.SIGTERM
+    assert "stopped by SIGTERM" in w.console("server")
+    assert not processes_under(w.root), processes_under(w.root)
+
+
 def test_a_node_waits_for_its_key_and_sigterm_leaves_no_process(walkthrough):
     """Site 2's key is registered only after its node started: the node is refused, says so, retries
     with a growing delay and joins once the key is registered. SIGTERM to `fedtar node` and to
