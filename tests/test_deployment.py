@@ -33,6 +33,7 @@ from aggregator.superlink import (
     listens_on,
     load_server_config,
     register_nodes,
+    run_error,
     start_superlink,
     stop,
     submit_run,
@@ -127,7 +128,9 @@ class Deployment:
         return False
 
     def run(self, out: Path, **extra) -> int:
-        values = {"base-dir": str(self.base), "out-dir": str(out), "config": str(self.tiny),
+        # data-root "": a deployment has no federation folder on the server (the checkout's pyproject,
+        # submitted here as a development app, names runs/synthetic for simulation)
+        values = {"base-dir": str(self.base), "out-dir": str(out), "config": str(self.tiny), "data-root": "",
                   "meta.validation": "federated", "client.eval_meteor": False, "federation.rounds": 2, **extra}
         return submit_run(self.server, APP, values)
 
@@ -147,7 +150,10 @@ class Deployment:
         def progress() -> tuple[int, ...]:
             return (rounds(), *(len(p.read_text().splitlines()) if p.exists() else 0 for p in logs))
 
-        return wait_run(self.server, run_id, timeout=MAX_RUN, progress=progress, stall_timeout=STALL)
+        status = wait_run(self.server, run_id, timeout=MAX_RUN, progress=progress, stall_timeout=STALL)
+        if status != "finished:completed":  # the ServerApp's error, while the SuperLink still answers
+            print(f"run {run_id}: {status}: {run_error(self.server, run_id)}")
+        return status
 
     def stop_all(self):
         for p in self.procs:
