@@ -40,7 +40,8 @@ def synthetic_batch(batch: int, channels: int, size: int, tokens: int, vocab: in
                  profiles=torch.zeros(batch, 3), q=torch.softmax(torch.randn(batch, q_dim, generator=g), -1),
                  visit_index=torch.full((batch,), 2), has_prior=torch.ones(batch, dtype=torch.bool),
                  prior_images=torch.rand(batch, channels, size, size, generator=g), prior_ids=ids.clone(),
-                 labels=torch.zeros(batch, 0, dtype=torch.long), index=torch.arange(batch)).to(device)
+                 labels=torch.zeros(batch, 0, dtype=torch.long), index=torch.arange(batch),
+                 change=torch.full((batch, 14), -100, dtype=torch.long)).to(device)
 
 
 def train_step(model, optimizer, batch: Batch, autocast) -> None:

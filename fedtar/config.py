@@ -59,6 +59,15 @@ class ModelConfig:
     patch_size: int = 8
     image_channels: int = 1
     prior: str = "both"              # none | image | report | both
+    # How the decoder is helped to compare the prior image with the current one (issue 19):
+    # compare = "difference" adds the tokens' difference (current - prior) to the memory;
+    # change_head = true adds one memory token per CheXpert observation from a change head that reads
+    # both images, and change_loss > 0 supervises it with the change against the prior exam's labels.
+    compare: str = "none"            # none | difference
+    change_head: bool = False
+    change_loss: float = 0.0
+    change_width: int = 64           # the change head's width (it travels: keep it small)
+    change_teacher: bool = False     # train the decoder on the true change (where known), test on the head's
 
 
 @dataclass
@@ -120,6 +129,7 @@ class FederationConfig:
     krum_keep: int = 1               # multikrum: states averaged (Flower's num_nodes_to_select; 1 = Krum)
     eval_every: int = 0              # >0: also evaluate the global every this many rounds (curves)
     eval_split: str = "test"         # the split evaluations score (validate: learning-rate searches)
+    select_split: str = ""           # also score the final model here (validate: a sweep's model selection)
     transport_dtype: str = "float32"  # float32 | bfloat16: how sites upload states (the server aggregates in float32)
 
 
@@ -218,6 +228,8 @@ RULES: dict[str, Rule] = {
     "model.hidden_size": _at_least(1), "model.layers": _at_least(1), "model.heads": _at_least(1),
     "model.patch_size": _at_least(1), "model.image_channels": _at_least(1),
     "model.prior": Rule(choices=("none", "image", "report", "both")),
+    "model.compare": Rule(choices=("none", "difference")), "model.change_loss": _at_least(0),
+    "model.change_width": _at_least(1),
     "lora.rank": _at_least(1), "lora.alpha": _POSITIVE, "lora.hyper_dim": _at_least(1),
     "lora.dropout": Rule(low=0, high=1, high_open=True), "lora.hypernetwork": Rule(choices=HYPERNETWORKS),
     "federation.transport_dtype": Rule(choices=TRANSPORT_DTYPES),
@@ -245,6 +257,7 @@ RULES: dict[str, Rule] = {
     "federation.trim_beta": Rule(low=0, high=0.5, high_open=True), "federation.krum_byzantine": _at_least(0),
     "federation.krum_keep": _at_least(1),
     "federation.eval_every": _at_least(0), "federation.eval_split": Rule(choices=("train", "validate", "test")),
+    "federation.select_split": Rule(choices=("", "train", "validate", "test")),
     "privacy.clip": _at_least(0), "privacy.noise_multiplier": _at_least(0),
     "privacy.delta": Rule(low=0, high=1, low_open=True, high_open=True),
 }

@@ -22,6 +22,7 @@ from data_adapters.dataset import ImageReader, ImageStore, StoreUnion, check_ima
 from data_adapters.image_mode import read_failure
 from data_adapters.records import ExamRecord, Manifest, SkippedRow, assign_visits, log_skips, read_manifest
 from fedtar.demographics import profile_vectors
+from fedtar.findings import CHEXPERT_OBSERVATIONS, change_targets
 from fedtar.tokenizer import ReportTokenizer
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,8 @@ class Batch:
     prior_ids: torch.Tensor      # (B, L) prior report, [PAD] where no prior
     labels: torch.Tensor         # (B, F) ground-truth severities 0-3, -100 where unknown (may be F=0)
     index: torch.Tensor          # (B,) row in the Exams
+    change: torch.Tensor         # (B, 14) per CheXpert observation, index into CHANGE_TARGETS against the
+                                 # prior exam's severities; -100 where unknown (first visit, no labels)
 
     def to(self, device: torch.device | str) -> Batch:
         return Batch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
@@ -138,12 +141,26 @@ class Exams:
             q=(self.profiles if self.q is None else self.q)[idx], visit_index=self.visit_index[idx],
             has_prior=has_prior, prior_images=prior_images, prior_ids=prior_ids,
             labels=self.labels[idx].long() if self.labels is not None else idx.new_zeros((len(idx), 0)), index=idx,
+            change=self._change(idx, prior, has_prior),
         )
         if bool(keep.all()):
             return batch, got.failed
         if not keep.any():
             return None, got.failed
         return Batch(**{f.name: getattr(batch, f.name)[keep] for f in fields(batch)}), got.failed
+
+    def _change(self, idx: torch.Tensor, prior: torch.Tensor, has_prior: torch.Tensor) -> torch.Tensor:
+        """Change targets of rows `idx` from their and their priors' severities (the change head's
+        training signal); observations the labels do not name stay -100."""
+        out = torch.full((len(idx), len(CHEXPERT_OBSERVATIONS)), -100, dtype=torch.long)
+        named = [(j, CHEXPERT_OBSERVATIONS.index(n)) for j, n in enumerate(self.label_names)
+                 if n in CHEXPERT_OBSERVATIONS]
+        if self.labels is None or not named:
+            return out
+        src, dst = (list(t) for t in zip(*named))
+        targets = change_targets(self.labels[prior.clamp(min=0)][:, src], self.labels[idx][:, src])
+        out[:, dst] = torch.where(has_prior[:, None], targets, torch.full_like(targets, -100))
+        return out
 
     def batches(self, batch_size: int, shuffle: bool = False,
                 generator: torch.Generator | None = None) -> Iterator[Batch]:

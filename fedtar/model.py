@@ -9,6 +9,11 @@ Longitudinal input (``model.prior``):
   the loss covers the new report only;
 - ``both`` / ``none``.
 
+Comparing the two images (issue 19; fedtar.change_head): ``model.compare = difference`` adds
+the token-wise difference (current - prior) to the memory, and ``model.change_head`` adds one
+memory token per observation from a head that classifies the change against the prior exam,
+supervised by ``model.change_loss``.
+
 Patient-adaptive LoRA (fedtar.adapters) wraps the encoder's and decoder's
 projections; the patient embedding phi_p = W_proj q_p + b_proj is computed
 here from the site's soft assignment q_p and handed to every layer.
@@ -38,11 +43,14 @@ from fedtar.backbones import (
     tiny_decoder_config,
     tiny_encoder_config,
 )
+from fedtar.change_head import CHANGE_HEAD, ChangeHead, change_loss
 from fedtar.config import FedTARConfig, apply_overrides
 from fedtar.exams import Batch
 from fedtar.tokenizer import ReportTokenizer
 
 PRIOR_CHOICES = ("none", "image", "report", "both")
+COMPARE_CHOICES = ("none", "difference")
+COMPARE_TYPE = "compare_type"  # the type embedding of difference tokens (trainable, travels)
 MODEL_FILE, CONFIG_FILE, TRAINABLE_FILE = "model.safetensors", "fedtar_config.json", "trainable.json"
 UNTRAINED_FILE = "untrained.json"  # tensors no checkpoint held and no pretraining trained: they must train
 ENCODER_CONFIG, DECODER_CONFIG = "encoder_config.json", "decoder_config.json"
@@ -69,6 +77,9 @@ class ReportGenerator(nn.Module):
         self.visual_proj = nn.Linear(enc_dim, dec_dim)
         self.image_type = nn.Embedding(2, dec_dim)  # 0: current exam, 1: prior exam
         self.patient_proj = nn.Linear(q_dim, cfg.lora.hyper_dim) if cfg.lora.patient else None
+        self.compare_type: nn.Parameter | None = None
+        self.change_head: ChangeHead | None = None
+        set_comparison(self, cfg)
         self.pad_id, self.bos_id, self.eos_id = tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id
         self.encoder_channels = getattr(encoder.config, "num_channels", 1)
         # Tensors the pretrained backbones lacked (GPT-2's cross-attention): they train and travel
@@ -116,19 +127,35 @@ class ReportGenerator(nn.Module):
 
     def encode(self, batch: Batch, phi: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Cross-attention memory (B, M, D) and its mask (B, M)."""
+        memory, mask, _ = self._encode(batch, phi)
+        return memory, mask
+
+    def _encode(self, batch: Batch, phi: torch.Tensor | None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Memory, its mask and the change head's logits (None without a change head)."""
         b = batch.images.shape[0]
-        if self.uses_prior_image:
-            both = torch.cat([batch.images, batch.prior_images])
-            with patient_context(self, None if phi is None else torch.cat([phi, phi])):
-                tokens = self._encode_images(both)
-            cur, prior = tokens[:b] + self.image_type.weight[0], tokens[b:] + self.image_type.weight[1]
-            memory = torch.cat([cur, prior], dim=1)
-            mask = torch.cat([torch.ones(cur.shape[:2], device=cur.device, dtype=torch.long),
-                              batch.has_prior[:, None].expand(-1, prior.shape[1]).long()], dim=1)
-            return memory, mask
-        with patient_context(self, phi):
-            cur = self._encode_images(batch.images) + self.image_type.weight[0]
-        return cur, torch.ones(cur.shape[:2], device=cur.device, dtype=torch.long)
+        if not self.uses_prior_image:
+            with patient_context(self, phi):
+                cur = self._encode_images(batch.images) + self.image_type.weight[0]
+            return cur, torch.ones(cur.shape[:2], device=cur.device, dtype=torch.long), None
+        both = torch.cat([batch.images, batch.prior_images])
+        with patient_context(self, None if phi is None else torch.cat([phi, phi])):
+            tokens = self._encode_images(both)
+        cur_tokens, prior_tokens = tokens[:b], tokens[b:]
+        parts = [cur_tokens + self.image_type.weight[0], prior_tokens + self.image_type.weight[1]]
+        prior_mask = batch.has_prior[:, None].long()
+        masks = [torch.ones(parts[0].shape[:2], device=tokens.device, dtype=torch.long),
+                 prior_mask.expand(-1, prior_tokens.shape[1])]
+        if self.compare_type is not None:
+            parts.append(cur_tokens - prior_tokens + self.compare_type)
+            masks.append(prior_mask.expand(-1, prior_tokens.shape[1]))
+        logits = None
+        if self.change_head is not None:
+            teacher = batch.change if self.training and self.cfg.model.change_teacher else None
+            logits, change_tokens = self.change_head(cur_tokens, prior_tokens, teacher)
+            parts.append(change_tokens)
+            masks.append(prior_mask.expand(-1, change_tokens.shape[1]))
+        return torch.cat(parts, dim=1), torch.cat(masks, dim=1), logits
 
     # -- decoder inputs ---------------------------------------------------
     def _prefix(self, batch: Batch) -> torch.Tensor:
@@ -154,8 +181,13 @@ class ReportGenerator(nn.Module):
     # -- training -------------------------------------------------------
     def report_logits(self, batch: Batch, q: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Next-token logits over the current report (B, L-1, V) and their targets (B, L-1)."""
+        pred, target, _ = self._report_logits(batch, q)
+        return pred, target
+
+    def _report_logits(self, batch: Batch, q: torch.Tensor | None
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         phi = self.patient_embedding(q)
-        memory, memory_mask = self.encode(batch, phi)
+        memory, memory_mask, change_logits = self._encode(batch, phi)
         length = int((batch.input_ids != self.pad_id).sum(1).max())
         ids = batch.input_ids[:, :length]
         inp = self.decoder_input(self._prefix(batch), ids)
@@ -164,13 +196,33 @@ class ReportGenerator(nn.Module):
                                   encoder_hidden_states=memory, encoder_attention_mask=memory_mask,
                                   use_cache=False).logits
         k = inp.prefix_len
-        return logits[:, k:k + length - 1], ids[:, 1:]
+        return logits[:, k:k + length - 1], ids[:, 1:], change_logits
 
-    def forward(self, batch: Batch, q: torch.Tensor | None = None) -> torch.Tensor:
-        """Mean token cross-entropy of the current report."""
-        pred, target = self.report_logits(batch, q)
+    def _report_loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         target = target.masked_fill(target == self.pad_id, -100)
         return F.cross_entropy(pred.reshape(-1, pred.shape[-1]).float(), target.reshape(-1), ignore_index=-100)
+
+    def forward(self, batch: Batch, q: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean token cross-entropy of the current report (the loss every table reports)."""
+        pred, target = self.report_logits(batch, q)
+        return self._report_loss(pred, target)
+
+    def objective(self, batch: Batch, q: torch.Tensor | None = None) -> torch.Tensor:
+        """What training minimises: the report loss plus `model.change_loss` times the change head's
+        loss (just the report loss without a change head or with weight 0)."""
+        pred, target, change_logits = self._report_logits(batch, q)
+        loss = self._report_loss(pred, target)
+        weight = self.cfg.model.change_loss
+        if change_logits is not None and weight > 0:
+            loss = loss + weight * change_loss(change_logits, batch.change)
+        return loss
+
+    @torch.no_grad()
+    def predict_change(self, batch: Batch, q: torch.Tensor | None = None) -> torch.Tensor:
+        """The change head's class per (exam, observation), indices into CHANGE_TARGETS."""
+        if self.change_head is None:
+            raise ValueError("this model has no change head (model.change_head = false)")
+        return self._encode(batch, self.patient_embedding(q))[2].argmax(-1)
 
     # -- generation -----------------------------------------------------
     @torch.no_grad()
@@ -226,6 +278,27 @@ class ReportGenerator(nn.Module):
             row = [t for t in row if t != self.pad_id]
             result.append(row[: row.index(self.eos_id)] if self.eos_id in row else row)
         return result
+
+
+def set_comparison(model: ReportGenerator, cfg: FedTARConfig) -> None:
+    """Give the model the comparison modules cfg asks for (new ones untrained), drop the others."""
+    m = cfg.model
+    if m.compare not in COMPARE_CHOICES:
+        raise ValueError(f"model.compare must be one of {COMPARE_CHOICES}, got {m.compare!r}")
+    if (m.compare != "none" or m.change_head) and m.prior not in ("image", "both"):
+        raise ValueError(f"model.compare = {m.compare!r} and model.change_head compare the prior image with the "
+                         f"current one: they need model.prior = image or both, got {m.prior!r}")
+    dim = model.visual_proj.out_features
+    if m.compare == "difference":
+        if model.compare_type is None:
+            model.compare_type = nn.Parameter(torch.zeros(dim))
+    else:
+        model.compare_type = None
+    if m.change_head:
+        if model.change_head is None or model.change_head.classify.in_features != m.change_width:
+            model.change_head = ChangeHead(dim, m.change_width)
+    else:
+        model.change_head = None
 
 
 def _sinusoid(n: int, dim: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -298,7 +371,8 @@ def finalize_trainable(model: ReportGenerator, cfg: FedTARConfig, new_params: li
         inject_patient_lora(model, cfg.lora)
     if cfg.train.base not in ("frozen", "trainable"):
         raise ValueError(f"train.base must be frozen or trainable, got {cfg.train.base!r}")
-    adapter_markers = ("lora_A", "lora_B", "hyper_A", "hyper_B", "patient_proj", SHARED_HYPERNETWORK)
+    adapter_markers = ("lora_A", "lora_B", "hyper_A", "hyper_B", "patient_proj", SHARED_HYPERNETWORK, CHANGE_HEAD,
+                       COMPARE_TYPE)
     new = {n.replace(".weight", "").replace(".bias", "") for n in new_params}
     for name, p in model.named_parameters():
         is_adapter = any(marker in name.split(".") for marker in adapter_markers)
@@ -309,6 +383,10 @@ def finalize_trainable(model: ReportGenerator, cfg: FedTARConfig, new_params: li
 ARCHITECTURE_KEYS = ("model.encoder", "model.decoder", "model.hidden_size", "model.layers", "model.heads",
                      "model.patch_size", "model.image_channels", "data.image_size", "data.max_tokens",
                      "data.volume_depth")
+# The comparison modules a base is pretrained with (a base's cache key names them; adapt_model adds
+# or drops them, so a base pretrained without them still adapts, with them untrained).
+COMPARISON_KEYS = ("model.compare", "model.change_head", "model.change_loss", "model.change_width",
+                   "model.change_teacher")
 
 
 def adapt_model(base: ReportGenerator, cfg: FedTARConfig) -> ReportGenerator:
@@ -322,6 +400,7 @@ def adapt_model(base: ReportGenerator, cfg: FedTARConfig) -> ReportGenerator:
                          ", ".join(f"{k} (base {old[k]!r}, config {new[k]!r})" for k in clash))
     base.cfg = cfg
     base.patient_proj = nn.Linear(q_dim(cfg), cfg.lora.hyper_dim) if cfg.lora.patient else None
+    set_comparison(base, cfg)
     finalize_trainable(base, cfg, base.untrained)
     return base
 

@@ -34,7 +34,7 @@ from data_adapters.records import find_manifests, read_manifest
 from data_adapters.synthetic import SyntheticConfig, generate_federation
 from fedtar.config import FedTARConfig, apply_overrides
 from fedtar.exams import Batch, concat_exams
-from fedtar.model import ARCHITECTURE_KEYS, MODEL_FILE, ReportGenerator, build_model, save_model
+from fedtar.model import ARCHITECTURE_KEYS, COMPARISON_KEYS, MODEL_FILE, ReportGenerator, build_model, save_model
 from fedtar.site import load_site
 from fedtar.tokenizer import ReportTokenizer
 from fedtar.tracking import Tracker, pretrain_log_dir
@@ -103,6 +103,7 @@ def pretrain_base(out: str | Path, cfg: FedTARConfig, epochs: int | None = None,
     epochs = DEFAULT_PRETRAIN_EPOCHS if epochs is None else epochs
     flat = cfg.to_flat()
     key = {"architecture": {k: flat[k] for k in ARCHITECTURE_KEYS}, "prior": flat["model.prior"],
+           **{k: flat[k] for k in COMPARISON_KEYS if flat[k] != FedTARConfig().to_flat()[k]},
            "epochs": epochs, "lr": lr, "seed": cfg.train.seed}
     manifests: list[Path] = []
     if data is not None:
@@ -146,7 +147,7 @@ def pretrain_base(out: str | Path, cfg: FedTARConfig, epochs: int | None = None,
     if train.label_names:  # finding labels (synthetic severities, MIMIC's CheXpert table) supervise the encoder
         probe = FindingProbe(model.visual_proj.out_features, len(train.label_names)).to(
             model.visual_proj.weight.device)
-    loss_fn = (lambda m, b: m(b, b.q) + probe.loss(m, b)) if probe is not None else None  # noqa: E731
+    loss_fn = (lambda m, b: m.objective(b, b.q) + probe.loss(m, b)) if probe is not None else None  # noqa: E731
     params = [*model.parameters(), *(probe.parameters() if probe is not None else [])]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=base_cfg.train.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1))

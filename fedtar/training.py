@@ -26,7 +26,8 @@ LossFn = Callable[[ReportGenerator, Batch], torch.Tensor]
 
 
 def report_loss(model: ReportGenerator, batch: Batch) -> torch.Tensor:
-    return model(batch, batch.q)
+    """The training objective: the report loss (plus the change head's, when configured)."""
+    return model.objective(batch, batch.q)
 
 
 @dataclass
@@ -136,7 +137,7 @@ def validation_gradient(model: ReportGenerator, exams: Exams, batch_size: int
     model.eval()
     for batch in exams.batches(batch_size):
         batch = batch.to(device)
-        (model(batch, batch.q) * (batch.images.shape[0] / max(n, 1))).backward()
+        (model.objective(batch, batch.q) * (batch.images.shape[0] / max(n, 1))).backward()
     grad = {k: (p.grad.detach().cpu().clone() if p.grad is not None else torch.zeros_like(p, device="cpu"))
             for k, p in params.items()}
     model.zero_grad(set_to_none=True)
