@@ -98,8 +98,11 @@ def train_local(
 
 
 @torch.no_grad()
-def mean_loss(model: ReportGenerator, exams: Exams, batch_size: int = 64,
+def mean_loss(model: ReportGenerator, exams: Exams, batch_size: int | None = None,
               bf16: bool = True) -> float:
+    """Mean report loss over the exams, in batches of `batch_size` (default data.batch_size: memory
+    bounded by the config, not by the split)."""
+    batch_size = batch_size or model.cfg.data.batch_size
     device = next(model.parameters()).device
     model.eval()
     total, n = 0.0, 0
@@ -114,8 +117,9 @@ def mean_loss(model: ReportGenerator, exams: Exams, batch_size: int = 64,
 
 @torch.no_grad()
 def generate_reports(model: ReportGenerator, exams: Exams, tokenizer: ReportTokenizer, num_beams: int = 1,
-                     batch_size: int = 64, bf16: bool = True) -> list[str]:
-    """Generated reports in the order of exams.rows()."""
+                     batch_size: int | None = None, bf16: bool = True) -> list[str]:
+    """Generated reports in the order of exams.rows(), in batches of `batch_size` (default data.batch_size)."""
+    batch_size = batch_size or model.cfg.data.batch_size
     device = next(model.parameters()).device
     model.eval()
     out: list[str] = []
