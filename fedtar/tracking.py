@@ -31,7 +31,8 @@ TB_DIR = "tensorboard"
 
 
 def pretrain_log_dir(base_dir: str | Path) -> Path:
-    base_dir = Path(base_dir)
+    """BASE-tensorboard, next to the base folder (resolved: `--out .` names the folder it is)."""
+    base_dir = Path(base_dir).resolve()
     return base_dir.parent / f"{base_dir.name}-{TB_DIR}"
 
 
@@ -47,7 +48,11 @@ class Tracker:
         log_dir = Path(log_dir)
         if resume_step is None and log_dir.exists():
             shutil.rmtree(log_dir)  # a new run: the run folder was checked (or cleaned) before this
-        from torch.utils.tensorboard import SummaryWriter  # imported only when tracking (it takes a second)
+        try:
+            from torch.utils.tensorboard import SummaryWriter  # imported only when tracking (it takes a second)
+        except ImportError as e:
+            raise ImportError(f"tracking.tensorboard = true needs the tensorboard package ({e}): "
+                              "pip install tensorboard, or set tracking.tensorboard = false") from e
 
         self.writer = SummaryWriter(str(log_dir), purge_step=resume_step)
 
