@@ -126,6 +126,8 @@ FATAL_EXITS = {
     606: "this Flower version is incompatible with the SuperLink's",
 }
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# `fedtar node` exit codes (README, "Deploy"); 2 is a usage or config error (fedtar.cli).
+EXIT_STOPPED, EXIT_CONFIG, EXIT_GAVE_UP = 0, 3, 4
 
 
 class NodeRunner:
@@ -232,7 +234,8 @@ class NodeRunner:
         self.stopping.set()
 
     def run(self) -> int:
-        """Run until stopped (0) or a configuration error (the SuperNode's exit code)."""
+        """Run until stopped (EXIT_STOPPED), a configuration error no restart fixes (EXIT_CONFIG) or,
+        with `give_up_after`, that long without a connection (EXIT_GAVE_UP)."""
         cfg, delay, tries = self.cfg, 1.0, 0
         last_connected = time.monotonic()
         command = supernode_command(cfg)
@@ -249,32 +252,44 @@ class NodeRunner:
                 pump.start()
                 while self.proc.poll() is None and not self.stopping.wait(1.0):
                     self._audit_lines()
+                    if attempt.get("connected"):
+                        last_connected = time.monotonic()
+                    elif self._gave_up(last_connected):  # Flower itself retries an unreachable SuperLink forever
+                        self._stop_proc()
+                        return self._give_up("the SuperLink was not reachable")
                 if self.stopping.is_set():
                     break
                 pump.join(10)
                 self._audit_lines()
-                code = self.proc.returncode
+                # flower-supernode prints its exit code ("Exit Code: 302") but exits with 1.
+                flower_code = attempt.get("exit_line", self.proc.returncode)
                 if attempt.get("connected"):
                     last_connected, delay = time.monotonic(), 1.0
-                if attempt.get("fatal") or code in FATAL_EXITS:
-                    self.say(f"exit {code}: {attempt.get('fatal') or FATAL_EXITS[code]}; not retrying "
-                             f"(see {cfg.log_file})")
-                    return code or 1
+                if attempt.get("fatal") or flower_code in FATAL_EXITS:
+                    self.say(f"exit {EXIT_CONFIG}: {attempt.get('fatal') or FATAL_EXITS[flower_code]} (Flower exit "
+                             f"code {flower_code}); a restart cannot fix this, not retrying (see {cfg.log_file})")
+                    return EXIT_CONFIG
                 reason = attempt.get("reason") or ("the SuperLink went away or ended the connection"
                                                    if attempt.get("connected") else "no connection")
-                if cfg.give_up_after and time.monotonic() - last_connected > cfg.give_up_after:
-                    self.say(f"exit {code}: {reason}; not connected for {cfg.give_up_after:.0f} s (give_up_after)")
-                    return code or 1
-                self.say(f"SuperNode ended (exit {code}: {reason}); restarting in {delay:.0f} s")
+                if self._gave_up(last_connected):
+                    return self._give_up(reason)
+                self.say(f"SuperNode ended (Flower exit code {flower_code}: {reason}); restarting in {delay:.0f} s")
                 if self.stopping.wait(delay):
                     break
                 delay = min(delay * 2, cfg.retry_max_delay)
             self._stop_proc()
-            self.say(f"exit 0: stopped ({self.stop_signal}); the SuperNode and its processes are stopped")
-            return 0
+            self.say(f"exit {EXIT_STOPPED}: stopped ({self.stop_signal}); the SuperNode and its processes are stopped")
+            return EXIT_STOPPED
         finally:
             self._stop_proc()
             self._log.close()
+
+    def _gave_up(self, last_connected: float) -> bool:
+        return bool(self.cfg.give_up_after) and time.monotonic() - last_connected > self.cfg.give_up_after
+
+    def _give_up(self, reason: str) -> int:
+        self.say(f"exit {EXIT_GAVE_UP}: {reason}; not connected for {self.cfg.give_up_after:.0f} s (give_up_after)")
+        return EXIT_GAVE_UP
 
     def _stop_proc(self) -> None:
         from aggregator.superlink import stop

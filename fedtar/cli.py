@@ -330,8 +330,8 @@ def _server(args: argparse.Namespace) -> int:
 
 
 def _node(args: argparse.Namespace) -> int:
-    """Exit codes: 0 stopped by SIGTERM/SIGINT; the SuperNode's exit code for a configuration error it
-    cannot recover from (README, "Deploy"); 2 a usage or config error."""
+    """Exit codes (README, "Deploy"): 0 stopped by SIGTERM/SIGINT; 2 a usage or config error; 3 a
+    configuration error no restart fixes (named with Flower's code); 4 give_up_after without a connection."""
     import signal
 
     from clients.supernode import NodeRunner, load_node_config

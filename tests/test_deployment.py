@@ -505,6 +505,21 @@ def test_a_node_waits_for_its_key_and_sigterm_leaves_no_process(walkthrough):
     assert node.returncode == 0 and server.returncode == 0
 
 
+def test_node_exit_codes_for_what_no_restart_fixes(walkthrough):
+    """A node key Flower cannot read exits 3 at once with the reason (flower-supernode prints its code
+    302 but exits 1); with give_up_after, a SuperLink that never answers ends the node with 4."""
+    w = walkthrough
+    (w.root / "certs" / "nodes" / "site1").write_text("not a key\n")
+    assert w.node(1).wait(STALL) == 3
+    assert "the node key is not a valid elliptic-curve private key (private_key) (Flower exit code 302)" in \
+        w.console("node1")
+    toml = w.root / "node2.toml"
+    toml.write_text(toml.read_text() + "give_up_after = 3.0\n")  # nothing listens on the SuperLink's port
+    assert w.node(2).wait(STALL) == 4
+    assert "exit 4: the SuperLink was not reachable; not connected for 3 s (give_up_after)" in w.console("node2")
+    assert not processes_under(w.root)
+
+
 def test_node_lines_for_refusals_and_replies(tmp_path):
     """FedTAR's own node lines: a refused key, an untrusted app, a refusal in the audit log (foreign
     base, pin breach) with its reason, a reply sent."""
