@@ -296,7 +296,7 @@ def _server(args: argparse.Namespace) -> int:
             if args.app:
                 app = args.app
             else:  # the installed app: written fresh for this run from the installed package
-                app = str(write_app(Path(cfg.flwr_home).parent / "app"))
+                app = str(write_app(Path(cfg.database).parent / "app"))  # beside the SuperLink's state
             since = time.time()
             try:
                 run_id = submit_run(cfg, app, values)
