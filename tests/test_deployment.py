@@ -4,6 +4,11 @@ Started through `fedtar certs` and the server.toml / node.toml role files, on fr
 ports with a temporary FLWR_HOME and runtime dependency installation off. The run's
 outcome is read with `flwr list` (not an exit code). Every process is stopped after
 each test and checked gone.
+
+The second half runs the `fedtar` command as the README's "Deploy" section does, from a
+working folder of its own: the run config check, exit codes and their reasons, a node
+waiting for its key, SIGTERM leaving nothing behind, and (slow) the whole walkthrough in
+both start orders with FedTAR installed from a wheel into a fresh venv.
 """
 
 from __future__ import annotations
