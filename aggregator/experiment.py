@@ -50,11 +50,12 @@ from aggregator.simulation import (
     run_simulations,
 )
 from data_adapters.synthetic import SyntheticConfig
-from fedtar.config import apply_overrides, load_config, load_dataclass_toml, read_toml
+from fedtar.config import apply_overrides, load_config, load_dataclass_toml, named_preset, read_toml
 from fedtar.evaluation import REPORT_COLUMNS
 from fedtar.tables import format_table
 
 log = logging.getLogger(__name__)
+SWEEP_CHOSEN = ("train.lr", "policy.meta_lr")  # a sweep sets these for every setting ([config], the search)
 PLOT_METRICS = ("cider", "ce_f1", "cmp_acc")
 HIGHER_IS_BETTER = set(REPORT_COLUMNS)
 
@@ -78,6 +79,13 @@ class ExperimentConfig:
     lr_metric: str = "cider"           # chosen by this metric on the validation split
     lr_seed: int = 0
     lr_rounds: int = 0                 # rounds of a search run (0: rounds)
+    # Model selection among FedTAR's settings (fedtar and the ablations): every main run is also scored
+    # on the validation split, and the setting with the best mean `select_metric` there is named in the
+    # report ("" = off). Test numbers never choose anything.
+    select_metric: str = ""
+    # The learnability ceiling of cmp_acc (fedtar.change_probe): a CNN trained centrally on the change
+    # labels of the training split, read at data.image_size, scored on the test split.
+    ceiling: bool = False
 
 
 @dataclass
@@ -112,6 +120,9 @@ def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None) -> Swe
     ablations = []
     for name, table in tree.get("ablations", {}).items():
         table = dict(table)
+        if "preset" in table:  # a named preset's keys, less the learning rates the sweep chooses for all
+            preset = named_preset(str(table.pop("preset")), f"{path}: [ablations] {name}: preset")
+            table = {**{k: v for k, v in preset.items() if k not in SWEEP_CHOSEN}, **table}
         ablations.append(Variant(name, str(table.pop("strategy", "fedtar")), table))
     config = {**tree.get("config", {}), **(overrides or {})}
     load_config(overrides=config)  # fail early on a bad key
@@ -159,7 +170,8 @@ def run_sweep(sweep: Sweep, out: str | Path | None = None, progress: bool = True
     e = sweep.experiment
     out = Path(out or e.out)
     out.mkdir(parents=True, exist_ok=True)
-    cfg = load_config(overrides={**sweep.config, "federation.rounds": e.rounds}, preset=None)
+    select = {"federation.select_split": "validate"} if e.select_metric else {}
+    cfg = load_config(overrides={**sweep.config, "federation.rounds": e.rounds, **select}, preset=None)
     synth, pool = sweep.synthetic_config(), sweep.pretraining_pool()
     search = lr_search_jobs(e)
     n_sites = e.sites if not e.data else len(_manifests(e.data))
@@ -170,6 +182,8 @@ def run_sweep(sweep: Sweep, out: str | Path | None = None, progress: bool = True
     with waiting_lock(out / "prepare.lock", part.wait_s):  # the federation and the base, made once for all parts
         run_simulations(out, cfg, SimulationPlan(strategies=[], variants=[], seeds=[],
                                                  pretrain_epochs=e.pretrain_epochs or None), **inputs)
+        ceiling = measure_sweep_ceiling(out, cfg, Path(e.base) if e.base else out / "base",
+                                        e.data or str(out / "federation")) if e.ceiling else None
     jobs = iter(range(10**9))
     missing: list[str] = []
 
@@ -206,8 +220,40 @@ def run_sweep(sweep: Sweep, out: str | Path | None = None, progress: bool = True
                     "tables are written by the part that finishes last, or by the same command without --part",
                     part.k, part.n, len(missing), ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else ""))
         return out
-    write_report(out, sweep, main, loso, searched, chosen)
+    write_report(out, sweep, main, loso, searched, chosen, ceiling)
     return out
+
+
+def measure_sweep_ceiling(out: Path, cfg: Any, base_dir: Path, data: str) -> dict[str, Any]:
+    """The change probe's ceiling on the sweep's federation (cached in OUT/ceiling.json)."""
+    cache = out / "ceiling.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    from fedtar.change_probe import measure_ceiling, train_probe
+    from fedtar.exams import concat_exams
+    from fedtar.site import load_site
+    from fedtar.tokenizer import ReportTokenizer
+
+    tokenizer = ReportTokenizer.load(base_dir)
+    sites = [load_site(m, tokenizer, cfg) for m in _manifests(data)]
+    probe = train_probe(concat_exams([s.split("train") for s in sites]), seed=cfg.train.seed)
+    found = dataclasses.asdict(measure_ceiling(probe, concat_exams([s.split("test") for s in sites])))
+    cache.write_text(json.dumps(found, indent=1))
+    log.info("cmp_acc ceiling (change probe): %.3f overall", found["overall"])
+    return found
+
+
+def ceiling_table(ceiling: dict[str, Any], main: list[RunSummary]) -> str:
+    """The probe's accuracy beside each setting's cmp_acc (the generators' share of what can be seen)."""
+    rows = [["change probe (ceiling)", ceiling["overall"]]]
+    for name in dict.fromkeys(s.strategy for s in main):
+        values = [s.metrics["cmp_acc"] for s in main if s.strategy == name and "cmp_acc" in s.metrics]
+        if values:
+            rows.append([name, statistics.fmean(values)])
+    per_obs = [[o, acc, ceiling["statements"][o]] for o, acc in ceiling["per_observation"].items()]
+    return (format_table(["", "cmp_acc"], rows, markdown=True) + "\n\nThe probe per observation (test pairs whose "
+            f"reference states a change; majority class {ceiling['chance']:.3f}):\n\n"
+            + format_table(["observation", "probe accuracy", "statements"], per_obs, markdown=True))
 
 
 def _await_run(out: Path, variant: Variant, seed: int, holdout: int | None, part: Part | None) -> RunSummary | None:
@@ -340,7 +386,7 @@ def _machine() -> str:
 
 def write_report(out: Path, sweep: Sweep, main: list[RunSummary], loso: dict[int, list[RunSummary]],
                  searched: list[tuple[Variant, RunSummary]] | None = None,
-                 chosen: dict[str, float] | None = None) -> Path:
+                 chosen: dict[str, float] | None = None, ceiling: dict[str, Any] | None = None) -> Path:
     e = sweep.experiment
     plots = write_plots(out / "plots", main)
     data = e.data or f"synthetic {e.sites} sites x {e.patients} patients x {e.visits} visits"
@@ -353,9 +399,18 @@ def write_report(out: Path, sweep: Sweep, main: list[RunSummary], loso: dict[int
              "Every setting uses the same model, base, local epochs and rounds.", "",
              "## Final global model on the sites' test patients (mean ± std over seeds)", "",
              comparison_table(main, markdown=True), ""]
+    if ceiling:
+        lines += ["## What can be seen: the cmp_acc ceiling (fedtar.change_probe)", "", ceiling_table(ceiling, main), ""]
     summary = honest_summary(main)
     if summary:
         lines += ["Where FedTAR stands, metric by metric:", "", *summary, ""]
+    selected = None
+    if e.select_metric:
+        fedtar_settings = ["fedtar", *(a.name for a in sweep.ablations if a.strategy == "fedtar")]
+        selected, table = select_setting(main, fedtar_settings, e.select_metric)
+        lines += [f"## Model selection: FedTAR settings by validation {e.select_metric} (mean ± std over seeds)", "",
+                  f"The rule, fixed in the sweep file before any result: the best mean validation "
+                  f"{e.select_metric}. Selected: **{selected}**.", "", table, ""]
     if searched:
         lines += [f"## Learning-rate search: validation {e.lr_metric} (seed {e.lr_seed}; * = chosen)", "",
                   "Ablations use FedTAR's rate.", "", lr_search_table(searched, chosen or {}, e.lr_metric), ""]
@@ -375,12 +430,28 @@ def write_report(out: Path, sweep: Sweep, main: list[RunSummary], loso: dict[int
     report.write_text("\n".join(lines))
     (out / "summary.json").write_text(json.dumps({
         "learning_rates": chosen or {},
-        "main": [{"setting": s.strategy, "seed": s.seed, "status": s.status, "metrics": s.metrics} for s in main],
+        **({"selected": selected} if selected else {}),
+        **({"ceiling": ceiling} if ceiling else {}),
+        "main": [{"setting": s.strategy, "seed": s.seed, "status": s.status, "metrics": s.metrics,
+                  **({"validation": s.select_metrics} if s.select_metrics else {})} for s in main],
         "loso": {str(k): [{"setting": s.strategy, "seed": s.seed, "metrics": s.metrics} for s in v]
                  for k, v in loso.items()},
     }, indent=1, default=float))
     log.info("wrote %s", report)
     return report
+
+
+def select_setting(main: list[RunSummary], settings: list[str], metric: str) -> tuple[str, str]:
+    """(the setting with the best mean validation `metric`, a markdown table of all of them)."""
+    scores = {name: [s.select_metrics[metric] for s in main if s.strategy == name and metric in s.select_metrics]
+              for name in settings}
+    scores = {k: v for k, v in scores.items() if v}
+    if not scores:
+        raise ValueError(f"no run was scored on the validation split ({metric}): cannot select")
+    best = max(scores, key=lambda k: statistics.fmean(scores[k]))
+    rows = [[k, f"{statistics.fmean(v):.3f} ± {statistics.stdev(v) if len(v) > 1 else 0.0:.3f}", str(len(v))]
+            for k, v in sorted(scores.items(), key=lambda kv: -statistics.fmean(kv[1]))]
+    return best, format_table(["setting", f"validation {metric}", "seeds"], rows, markdown=True)
 
 
 def write_plots(folder: Path, main: list[RunSummary]) -> list[Path]:

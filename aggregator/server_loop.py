@@ -61,6 +61,7 @@ class FederationResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
     site_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    select_metrics: dict[str, float] = field(default_factory=dict)  # on federation.select_split, if set
     global_state: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
 
@@ -186,6 +187,8 @@ def run_federation(grid: Grid, cfg: FedTARConfig, paths: RunPaths) -> Federation
                         history, start.pins)
     result = FederationResult("completed", fed.rounds, history, global_state=state)
     result.metrics = _evaluate(grid, strategy, state, fed.rounds, fed.round_timeout)
+    if fed.select_split:
+        result.select_metrics = _evaluate(grid, strategy, state, fed.rounds, fed.round_timeout, fed.select_split)
     if history and fed.eval_every > 0:
         history[-1]["eval"] = result.metrics
     labels = site_labels(strategy, names, strategy.site_metrics)
@@ -260,16 +263,18 @@ def _log_received(out: Path, strategy: FederatedStrategy) -> None:
 
 
 def _evaluate(grid: Grid, strategy: FederatedStrategy, state: dict[str, torch.Tensor], server_round: int,
-              timeout: float) -> dict[str, float]:
-    """The sites' metrics on `federation.eval_split` for `state` (example-weighted means; per site on the strategy)."""
-    split = strategy.cfg.federation.eval_split
+              timeout: float, split: str | None = None) -> dict[str, float]:
+    """The sites' metrics on `split` (default `federation.eval_split`) for `state` (example-weighted means;
+    per site on the strategy)."""
+    split = split or strategy.cfg.federation.eval_split
     messages = strategy.configure_evaluate(server_round, ArrayRecord(state), ConfigRecord({"split": split}), grid)
     return dict(strategy.aggregate_evaluate(server_round, grid.send_and_receive(messages, timeout=timeout)) or {})
 
 
 def _finish(out: Path, result: FederationResult, message: str) -> FederationResult:
     payload = {"status": result.status, "message": message, "rounds_done": result.rounds_done,
-               "history": result.history, "metrics": result.metrics, "site_metrics": result.site_metrics}
+               "history": result.history, "metrics": result.metrics, "site_metrics": result.site_metrics,
+               **({"select_metrics": result.select_metrics} if result.select_metrics else {})}
     (out / RESULTS_FILE).write_text(json.dumps(payload, indent=2, default=float))
     if result.global_state:
         torch.save(result.global_state, out / FINAL_STATE_FILE)

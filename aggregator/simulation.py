@@ -76,6 +76,7 @@ class RunSummary:
     metrics: dict[str, float]
     history: list[dict[str, Any]]
     out_dir: Path
+    select_metrics: dict[str, float] = field(default_factory=dict)  # on federation.select_split, if set
 
 
 def _engine_run(values: dict[str, Any], num_sites: int, engine: str) -> None:
@@ -105,7 +106,8 @@ def _engine_run(values: dict[str, Any], num_sites: int, engine: str) -> None:
 
 
 def _centralized(cfg: FedTARConfig, base_dir: Path, manifests: list[Path], test_manifests: list[Path]
-                 ) -> dict[str, float]:
+                 ) -> tuple[dict[str, float], dict[str, float]]:
+    """The pooled reference's metrics on federation.eval_split (and on select_split, if set)."""
     base, tokenizer = load_model(base_dir)
     torch.manual_seed(cfg.train.seed)
     model = adapt_model(base, cfg)
@@ -113,10 +115,12 @@ def _centralized(cfg: FedTARConfig, base_dir: Path, manifests: list[Path], test_
     # Same budget as a federated run: rounds x local passes over every training exam.
     train_central(model, sites, cfg, cfg.federation.rounds * cfg.client.local_epochs)
     tests = [load_site(m, tokenizer, cfg) for m in test_manifests] if test_manifests != manifests else sites
-    ev = evaluate_model(model, [s.split(cfg.federation.eval_split) for s in tests], tokenizer,
-                        num_beams=cfg.client.eval_beams,
-                        with_meteor=cfg.client.eval_meteor)
-    return flat_metrics(ev)
+    def score(split: str) -> dict[str, float]:
+        return flat_metrics(evaluate_model(model, [s.split(split) for s in tests], tokenizer,
+                                           num_beams=cfg.client.eval_beams, with_meteor=cfg.client.eval_meteor))
+
+    fed = cfg.federation
+    return score(fed.eval_split), (score(fed.select_split) if fed.select_split else {})
 
 
 def run_simulations(out: str | Path, cfg: FedTARConfig, plan: SimulationPlan,
@@ -164,10 +168,11 @@ def run_simulations(out: str | Path, cfg: FedTARConfig, plan: SimulationPlan,
         train_manifests = [manifests[i] for i in sites]
         eval_manifests = [manifests[plan.holdout_site]] if plan.holdout_site is not None else train_manifests
         if strategy == "centralized":
-            metrics = _centralized(run_cfg, base_dir, train_manifests, eval_manifests)
-            (run_dir / RESULTS_FILE).write_text(json.dumps({"status": "completed", "metrics": metrics},
-                                                           indent=2, default=float))
-            summaries.append(RunSummary(variant.name, seed, "completed", metrics, [], run_dir))
+            metrics, selected = _centralized(run_cfg, base_dir, train_manifests, eval_manifests)
+            (run_dir / RESULTS_FILE).write_text(json.dumps(
+                {"status": "completed", "metrics": metrics, **({"select_metrics": selected} if selected else {})},
+                indent=2, default=float))
+            summaries.append(RunSummary(variant.name, seed, "completed", metrics, [], run_dir, selected))
             continue
         # Refused or cleaned here, before the engine starts (the server checks again).
         open_run(run_dir, run_cfg, base_dir, plan.resume, overwrite or plan.skip_done, plan.resume_override)
@@ -182,7 +187,7 @@ def run_simulations(out: str | Path, cfg: FedTARConfig, plan: SimulationPlan,
             result["metrics"] = metrics
             (run_dir / RESULTS_FILE).write_text(json.dumps(result, indent=2, default=float))
         summaries.append(RunSummary(variant.name, seed, result["status"], metrics, result.get("history", []),
-                                    run_dir))
+                                    run_dir, result.get("select_metrics", {})))
     return summaries
 
 
@@ -198,7 +203,8 @@ def finished_run(out: Path, variant: Variant, seed: int, holdout: int | None = N
     done = _finished(run_dir)
     if done is None:
         return None
-    return RunSummary(variant.name, seed, "completed", done.get("metrics", {}), done.get("history", []), run_dir)
+    return RunSummary(variant.name, seed, "completed", done.get("metrics", {}), done.get("history", []), run_dir,
+                      done.get("select_metrics", {}))
 
 
 def _finished(run_dir: Path) -> dict | None:

@@ -72,7 +72,8 @@ def _synth_mimic(args: argparse.Namespace) -> int:
 def _config(args: argparse.Namespace, synthetic: bool = False):
     from fedtar.config import SYNTHETIC_PRESET, load_config, parse_set_args
 
-    return load_config(args.config, parse_set_args(args.set), SYNTHETIC_PRESET if synthetic else None)
+    return load_config(args.config, parse_set_args(args.set), SYNTHETIC_PRESET if synthetic else None,
+                       named=getattr(args, "preset", None))
 
 
 def _pretrain(args: argparse.Namespace) -> int:
@@ -392,9 +393,14 @@ def _add_federation_size_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--visits", type=POSITIVE, default=5, help="exams per patient")
 
 
+PRESET_NAMES = ("paper",)  # fedtar.config.PRESETS (not imported here: the CLI starts fast)
+
+
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="TOML config file (dotted sections as in fedtar/config.py)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, repeatable")
+    p.add_argument("--preset", choices=sorted(PRESET_NAMES),
+                   help="a named configuration under the file and --set (paper: DESIGN.md's, as the paper states it)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -174,6 +174,29 @@ SYNTHETIC_PRESET: dict[str, Any] = {
 }
 
 
+# Named presets (`--preset NAME`, or `preset = "NAME"` at the top of a config file), applied over
+# the defaults and the command's own preset, under the file's keys and --set.
+# `paper`: the configuration of DESIGN.md as the paper states it (Zhu et al., CVPR 2026): per-layer
+# hypernetwork heads, a 16-component GMM on [hash, age, sex], lr 1e-5 and meta lr 1e-4, e(t) alone
+# as the policy's input, the recursion from the previous global, visits starting from the global,
+# and no comparison modules (the report generator of the paper).
+PAPER_PRESET: dict[str, Any] = {
+    "lora.rank": 4, "lora.alpha": 128.0, "lora.hypernetwork": "per-layer",
+    "train.lr": 1e-5, "policy.meta_lr": 1e-4, "policy.kind": "learned", "policy.features": (),
+    "policy.keep_previous": True, "policy.meta_steps": 1,
+    "demographics.gmm": True, "demographics.gmm_components": 16, "demographics.features": ("hash", "age", "sex"),
+    "demographics.with_profile": False, "client.visit_start": "global", "meta.validation": "server",
+    "model.compare": "none", "model.change_head": False, "model.change_loss": 0.0, "model.change_teacher": False,
+}
+PRESETS: dict[str, dict[str, Any]] = {"paper": PAPER_PRESET}
+
+
+def named_preset(name: str, where: str = "--preset") -> dict[str, Any]:
+    if name not in PRESETS:
+        raise ValueError(f"{where} {name!r}: unknown preset (known: {', '.join(sorted(PRESETS))})")
+    return PRESETS[name]
+
+
 @dataclass(frozen=True)
 class Rule:
     """What one config key allows: a range (numbers) or a set of choices (strings, or each item of a tuple)."""
@@ -351,15 +374,26 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 
 
 def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None,
-                preset: Mapping[str, Any] | None = None) -> FedTARConfig:
-    """Defaults, then a preset (if any), then the TOML file (if any), then the overrides."""
+                preset: Mapping[str, Any] | None = None, named: str | None = None) -> FedTARConfig:
+    """Defaults, then the command's preset (if any), then a named preset (`named`, or the file's
+    top-level `preset = "NAME"`), then the TOML file (if any), then the overrides."""
     cfg = apply_overrides(FedTARConfig(), preset or {}, validate=False)
+    tree: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
         try:
-            tree = read_toml(path)
+            tree = dict(read_toml(path))
         except (OSError, tomllib.TOMLDecodeError) as e:
             raise ValueError(f"{path}: cannot read config: {e}") from e
+        file_preset = tree.pop("preset", None)
+        if file_preset is not None and named is not None and file_preset != named:
+            raise ValueError(f"{path}: preset = {file_preset!r} but --preset {named!r}: name one")
+        if file_preset is not None:
+            named_preset(str(file_preset), f"{path}: preset")  # an unknown name is refused naming the file
+            named = str(file_preset)
+    if named is not None:
+        cfg = apply_overrides(cfg, named_preset(named), validate=False)
+    if path is not None:
         try:
             cfg = validate_config(apply_overrides(cfg, _flatten(tree), validate=False))
         except ValueError as e:

@@ -78,3 +78,27 @@ def test_cli_numbers_are_checked_like_config_values(argv, message, capsys):
     with pytest.raises(SystemExit) as e:
         main(argv)
     assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_the_paper_preset_is_designs_configuration_and_loads_by_name_or_from_a_file(tmp_path):
+    from fedtar.cli import PRESET_NAMES
+    from fedtar.config import PRESETS
+
+    assert set(PRESET_NAMES) == set(PRESETS)
+    paper = load_config(named="paper")
+    # DESIGN.md, sections 2-5, as the paper states them.
+    assert (paper.lora.rank, paper.lora.alpha, paper.lora.hypernetwork) == (4, 128.0, "per-layer")
+    assert (paper.train.lr, paper.policy.meta_lr) == (1e-5, 1e-4)
+    assert paper.demographics.gmm and paper.demographics.gmm_components == 16
+    assert paper.demographics.features == ("hash", "age", "sex") and not paper.demographics.with_profile
+    assert paper.policy.features == () and paper.policy.keep_previous and paper.client.visit_start == "global"
+    assert not paper.model.change_head and paper.model.compare == "none"
+    # In a file, under the file's own keys; a misspelt name is refused naming the file.
+    good = tmp_path / "paper.toml"
+    good.write_text('preset = "paper"\n[train]\nlr = 2e-5\n')
+    cfg = load_config(good)
+    assert cfg.lora.hypernetwork == "per-layer" and cfg.train.lr == 2e-5
+    bad = tmp_path / "bad.toml"
+    bad.write_text('preset = "papr"\n')
+    with pytest.raises(ValueError, match=r"bad.toml: preset 'papr': unknown preset \(known: paper\)"):
+        load_config(bad)

@@ -96,7 +96,8 @@ def _two_method_sweep(tmp_path, tiny_base, extra: str = "") -> "Path":
     sweep = tmp_path / "parts.toml"
     sweep.write_text(
         f'[experiment]\nout = "{tmp_path / "out"}"\nbase = "{tiny_base}"\nseeds = [0]\n'
-        f'methods = ["fedtar", "fedavg"]\nrounds = 1\nsites = 2\npatients = 6\nvisits = 3\n{extra}\n'
+        f'methods = ["fedtar", "fedavg"]\nrounds = 1\nsites = 2\npatients = 6\nvisits = 3\nselect_metric = "cider"\nceiling = true\n'
+        f'{extra}\n[ablations]\n"fedtar-uniform-policy" = {{ "policy.kind" = "uniform" }}\n\n'
         f'[config]\n{toml_lines(config)}')
     return sweep
 
@@ -108,11 +109,18 @@ def test_sweep_parts_share_one_output_and_the_last_writes_the_tables(tiny_base, 
     out = tmp_path / "out"
     assert main(["experiment", "compare", "--config", str(sweep), "--no-progress", "--part", "1/2"]) == 0
     assert (out / "runs" / "all" / "fedtar" / "seed-0" / "results.json").is_file()
-    assert not (out / "runs" / "all" / "fedavg" / "seed-0").exists()
+    assert not (out / "runs" / "all" / "fedavg" / "seed-0").exists()  # job 2 of 3: part 2's
     assert not (out / "results.md").exists()
     assert main(["experiment", "compare", "--config", str(sweep), "--no-progress", "--part", "2/2"]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert {r["setting"] for r in summary["main"]} == {"fedtar", "fedavg"}
+    assert {r["setting"] for r in summary["main"]} == {"fedtar", "fedavg", "fedtar-uniform-policy"}
+    # select_metric: every run is also scored on validation, and the FedTAR setting chosen there is named.
+    assert all("cider" in r["validation"] and r["validation"] != r["metrics"] for r in summary["main"])
+    assert summary["selected"] in {"fedtar", "fedtar-uniform-policy"}
+    assert f"Selected: **{summary['selected']}**" in (out / "results.md").read_text()
+    # ceiling: the change probe's accuracy, next to the settings' cmp_acc.
+    assert 0.0 <= summary["ceiling"]["overall"] <= 1.0 and summary["ceiling"]["per_observation"]
+    assert "the cmp_acc ceiling" in (out / "results.md").read_text()
 
 
 def test_a_part_waits_for_another_parts_search_run_with_a_deadline(tiny_base, tmp_path):
@@ -125,3 +133,20 @@ def test_a_part_waits_for_another_parts_search_run_with_a_deadline(tiny_base, tm
         Part.parse("2")
     with pytest.raises(ValueError, match="between 1 and N"):
         Part.parse("3/2")
+
+
+def test_the_fta2_sweep_file_parses_with_what_issue_19_asks_of_it():
+    """experiments/fta2.toml as committed: 3 seeds, the learning-rate grid extended downward and the
+    same for every method, every baseline, the ceiling, a selection rule on validation, the paper's row."""
+    from pathlib import Path
+
+    from aggregator.experiment import load_sweep
+
+    sweep = load_sweep(Path(__file__).resolve().parents[1] / "experiments" / "fta2.toml")
+    e = sweep.experiment
+    assert len(e.seeds) >= 3 and min(e.lr_grid) <= 3e-5 and max(e.lr_grid) >= 1e-3
+    assert {"fedavg", "fedprox", "fedadam", "fedyogi", "scaffold", "drfa", "local", "centralized"} <= set(e.methods)
+    assert e.ceiling and e.select_metric == "cider"
+    ablations = {a.name: a.overrides for a in sweep.ablations}
+    assert ablations["fedtar-paper"]["lora.hypernetwork"] == "per-layer" and "train.lr" not in ablations["fedtar-paper"]
+    assert sweep.config["model.change_head"] is True
