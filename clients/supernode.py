@@ -178,8 +178,8 @@ class NodeRunner:
                          "(TLS and node key accepted)")
             elif "Connection attempt failed" in line and not attempt.get("unreachable"):
                 attempt["unreachable"] = True
-                self.say(f"SuperLink at {self.cfg.superlink} not reachable yet (or refusing); Flower retries "
-                         "with a backoff of at most 20 s")
+                state = "no longer reachable" if attempt.get("connected") else "not reachable yet (or refusing)"
+                self.say(f"SuperLink at {self.cfg.superlink} {state}; Flower retries with a backoff of at most 20 s")
             elif "Failed to activate SuperNode" in line:
                 attempt["reason"] = ("refused by the SuperLink: this node's key is not registered there (yet): "
                                      f"unknown key {self.cfg.private_key}.pub")
