@@ -307,8 +307,17 @@ def _server(args: argparse.Namespace) -> int:
             print(f"submitted run {run_id} ({'app ' + args.app if args.app else 'the installed FedTAR app'}); "
                   f"waiting (FLWR_HOME={cfg.flwr_home} flwr list {cfg.connection} --run-id {run_id})", flush=True)
             out_dir = str(values["out-dir"])
-            status = wait_run(cfg, run_id, progress=checkpoint_progress(out_dir),
-                              stall_timeout=cfg.stall_timeout or None)
+            rounds, seen = checkpoint_progress(out_dir), {}
+
+            def progress() -> int:  # each round's checkpoint, as it appears
+                done = rounds()
+                if seen.setdefault("rounds", done) != done:
+                    seen["rounds"] = done
+                    print(f"run {run_id}: round {done} of {fed_cfg.federation.rounds} checkpointed in {out_dir}",
+                          flush=True)
+                return done
+
+            status = wait_run(cfg, run_id, progress=progress, stall_timeout=cfg.stall_timeout or None)
             outcome = run_outcome(cfg, run_id, status, out_dir, fed_cfg.federation.rounds if fed_cfg else None,
                                   since)
             print(outcome.line(run_id), flush=True)

@@ -615,6 +615,7 @@ def test_readme_walkthrough_from_an_empty_folder_with_the_wheel(tmp_path, tiny_b
         out = w.console("server")
         assert code == 0, out[-4000:] + w.console("node1")[-3000:]
         assert "the installed FedTAR app" in out and ": finished:completed; 2 of 2 rounds" in out, out[-3000:]
+        assert "round 1 of 2 checkpointed" in out, out[-3000:]  # progress while the run goes on
         results = json.loads((w.root / "run1" / "results.json").read_text())
         assert results["status"] == "completed" and results["rounds_done"] == 2
         for i in (1, 2):
