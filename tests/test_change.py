@@ -95,3 +95,21 @@ def test_the_probe_reads_the_change_far_above_chance(tmp_path):
     ceiling = measure_ceiling(train_probe(exams.where(split="train"), epochs=25, seed=0), held_out)
     assert sum(ceiling.statements.values()) >= 100
     assert ceiling.overall >= ceiling.chance + 0.10, ceiling  # 0.50 vs 0.37 here; 0.60 vs 0.31 on the FTA federation
+
+
+def test_cmp_acc_reads_a_reference_after_the_tokenizer_as_it_reads_the_reference(default_federation):
+    """Generated text comes out of the tokenizer (lower case, its own spacing): a reference's change
+    statements must read the same after an encode/decode round trip, or cmp_acc would score the
+    tokenizer rather than the generator."""
+    from fedtar.labeler import extract_changes
+
+    records = [r for m in default_federation for r in read_manifest(m).records]
+    tok = ReportTokenizer.train(r.findings for r in records)
+    refs = [r.findings for r in records]
+    ids = tok.encode_batch(refs, max_length=256)
+    stated = 0
+    for ref, row in zip(refs, ids.tolist()):
+        changes = extract_changes(ref)
+        stated += bool(changes)
+        assert extract_changes(tok.decode(row)) == changes, ref
+    assert stated > 100
