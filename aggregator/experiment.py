@@ -132,6 +132,9 @@ def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None) -> Swe
     known = {f.name for f in dataclasses.fields(SyntheticConfig)}
     if unknown := sorted(set(synthetic) - known):
         raise ValueError(f"{path}: unknown key(s) in [synthetic]: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    if experiment.select_metric and experiment.select_metric not in REPORT_COLUMNS:
+        raise ValueError(f"{path}: select_metric {experiment.select_metric!r} is not a metric (one of "
+                         f"{', '.join(REPORT_COLUMNS)})")
     sweep = Sweep(experiment, ablations, config, path, synthetic)
     sweep.synthetic_config()  # fail early on a bad value
     return sweep
@@ -170,8 +173,8 @@ def run_sweep(sweep: Sweep, out: str | Path | None = None, progress: bool = True
     e = sweep.experiment
     out = Path(out or e.out)
     out.mkdir(parents=True, exist_ok=True)
-    select = {"federation.select_split": "validate"} if e.select_metric else {}
-    cfg = load_config(overrides={**sweep.config, "federation.rounds": e.rounds, **select}, preset=None)
+    select = {"federation.select_split": "validate"} if e.select_metric else {}  # FedTAR's main runs only
+    cfg = load_config(overrides={**sweep.config, "federation.rounds": e.rounds}, preset=None)
     synth, pool = sweep.synthetic_config(), sweep.pretraining_pool()
     search = lr_search_jobs(e)
     n_sites = e.sites if not e.data else len(_manifests(e.data))
@@ -184,51 +187,71 @@ def run_sweep(sweep: Sweep, out: str | Path | None = None, progress: bool = True
                                                  pretrain_epochs=e.pretrain_epochs or None), **inputs)
         ceiling = measure_sweep_ceiling(out, cfg, Path(e.base) if e.base else out / "base",
                                         e.data or str(out / "federation")) if e.ceiling else None
-    jobs = iter(range(10**9))
     missing: list[str] = []
+    numbered = 0  # every process numbers the sweep's runs alike: search, main, held-out, in this order
 
-    def run(variant: Variant, seed: int, holdout: int | None = None, wait: bool = False) -> list[RunSummary]:
-        bar.set_postfix_str(f"{variant.name} seed {seed}" + (f" holdout {holdout}" if holdout is not None else ""))
-        if not part.owns(next(jobs)):
+    def phase(jobs: list[tuple[Variant, int, int | None]], wait: bool) -> list[list[RunSummary]]:
+        """This part's runs of a phase first, then the other parts' (waited for, up to part.wait_s, when the
+        next phase depends on them; else read if finished)."""
+        nonlocal numbered
+        mine = {i for i in range(len(jobs)) if part.owns(numbered + i)}
+        numbered += len(jobs)
+        results: list[list[RunSummary]] = [[] for _ in jobs]
+        for i in sorted(mine):
+            variant, seed, holdout = jobs[i]
+            bar.set_postfix_str(_job_name(variant, seed, holdout))
+            plan = SimulationPlan(strategies=[], variants=[variant], seeds=[seed], holdout_site=holdout,
+                                  engine=e.engine, skip_done=True, pretrain_epochs=e.pretrain_epochs or None)
+            results[i] = run_simulations(out, cfg, plan, **inputs)
+            bar.update(1)
+        for i in (i for i in range(len(jobs)) if i not in mine):
+            variant, seed, holdout = jobs[i]
             done = _await_run(out, variant, seed, holdout, part if wait else None)
             bar.update(1)
             if done is None:
-                missing.append(f"{variant.name} seed {seed}" + (f" holdout {holdout}" if holdout is not None else ""))
-            return [done] if done is not None else []
-        plan = SimulationPlan(strategies=[], variants=[variant], seeds=[seed], holdout_site=holdout,
-                              engine=e.engine, skip_done=True, pretrain_epochs=e.pretrain_epochs or None)
-        done = run_simulations(out, cfg, plan, **inputs)
-        bar.update(1)
-        return done
+                missing.append(_job_name(variant, seed, holdout))
+            else:
+                results[i] = [done]
+        return results
 
-    searched = [(v, s) for v in search for s in run(v, e.lr_seed, wait=True)]
+    search_jobs = [(v, e.lr_seed, None) for v in search]
+    searched = [(v, s) for (v, _, _), done in zip(search_jobs, phase(search_jobs, wait=True)) for s in done]
     chosen = choose_learning_rates(searched, e.lr_metric)
     lr_of = {m: {"train.lr": chosen[m]} for m in chosen}
-    settings = [Variant(m, m, lr_of.get(m, {})) for m in e.methods]
-    settings += [Variant(a.name, a.strategy, {**lr_of.get(a.strategy, {}), **a.overrides}) for a in sweep.ablations]
-    main = [s for v in settings for seed in e.seeds for s in run(v, seed)]
-    loso: dict[int, list[RunSummary]] = {}
+    settings = [Variant(m, m, {**lr_of.get(m, {}), **(select if m == "fedtar" else {})}) for m in e.methods]
+    settings += [Variant(a.name, a.strategy, {**lr_of.get(a.strategy, {}), **(select if a.strategy == "fedtar" else {}),
+                                              **a.overrides}) for a in sweep.ablations]
+    main = [s for done in phase([(v, seed, None) for v in settings for seed in e.seeds], wait=False) for s in done]
     # Held-out runs are scored once at the end, on the held-out site (no per-round curves).
-    for k in range(n_sites):
-        for m in e.loso_methods:
-            for seed in e.loso_seeds or e.seeds:
-                variant = Variant(m, m, {**lr_of.get(m, {}), "federation.eval_every": 0})
-                loso.setdefault(k, []).extend(run(variant, seed, k))
+    loso_jobs = [(Variant(m, m, {**lr_of.get(m, {}), "federation.eval_every": 0}), seed, k)
+                 for k in range(n_sites) for m in e.loso_methods for seed in e.loso_seeds or e.seeds]
+    loso: dict[int, list[RunSummary]] = {}
+    for (_, _, k), done in zip(loso_jobs, phase(loso_jobs, wait=False)):
+        loso.setdefault(k, []).extend(done)
     bar.close()
     if missing:
         log.warning("part %d/%d finished its runs; %d run(s) of other parts are not finished yet (%s): the "
                     "tables are written by the part that finishes last, or by the same command without --part",
                     part.k, part.n, len(missing), ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else ""))
         return out
-    write_report(out, sweep, main, loso, searched, chosen, ceiling)
+    with waiting_lock(out / "report.lock", part.wait_s):  # two parts ending together write one after the other
+        write_report(out, sweep, main, loso, searched, chosen, ceiling)
     return out
 
 
+def _job_name(variant: Variant, seed: int, holdout: int | None) -> str:
+    return f"{variant.name} seed {seed}" + (f" holdout {holdout}" if holdout is not None else "")
+
+
 def measure_sweep_ceiling(out: Path, cfg: Any, base_dir: Path, data: str) -> dict[str, Any]:
-    """The change probe's ceiling on the sweep's federation (cached in OUT/ceiling.json)."""
+    """The change probe's ceiling on the sweep's federation (cached in OUT/ceiling.json for the same data,
+    reading size and seed)."""
     cache = out / "ceiling.json"
+    key = {"data": str(Path(data).resolve()), "image_size": cfg.data.image_size, "seed": cfg.train.seed}
     if cache.is_file():
-        return json.loads(cache.read_text())
+        cached = json.loads(cache.read_text())
+        if cached.pop("key", None) == key:
+            return cached
     from fedtar.change_probe import measure_ceiling, train_probe
     from fedtar.exams import concat_exams
     from fedtar.site import load_site
@@ -238,7 +261,7 @@ def measure_sweep_ceiling(out: Path, cfg: Any, base_dir: Path, data: str) -> dic
     sites = [load_site(m, tokenizer, cfg) for m in _manifests(data)]
     probe = train_probe(concat_exams([s.split("train") for s in sites]), seed=cfg.train.seed)
     found = dataclasses.asdict(measure_ceiling(probe, concat_exams([s.split("test") for s in sites])))
-    cache.write_text(json.dumps(found, indent=1))
+    cache.write_text(json.dumps({**found, "key": key}, indent=1))
     log.info("cmp_acc ceiling (change probe): %.3f overall", found["overall"])
     return found
 
@@ -260,7 +283,7 @@ def _await_run(out: Path, variant: Variant, seed: int, holdout: int | None, part
     """Another part's run: its summary once finished; with `part`, wait for it (bounded by part.wait_s)."""
     deadline = time.monotonic() + (part.wait_s if part else 0.0)
     announced = False
-    while (done := finished_run(out, variant, seed, holdout)) is None:
+    while (done := finished_run(out, variant, seed, holdout, final_only=False)) is None:
         if part is None or time.monotonic() >= deadline:
             if part is not None:
                 raise TimeoutError(f"part {part.k}/{part.n}: {variant.name} seed {seed} (another part's run) did not "

@@ -187,12 +187,14 @@ def run_federation(grid: Grid, cfg: FedTARConfig, paths: RunPaths) -> Federation
                         history, start.pins)
     result = FederationResult("completed", fed.rounds, history, global_state=state)
     result.metrics = _evaluate(grid, strategy, state, fed.rounds, fed.round_timeout)
-    if fed.select_split:
-        result.select_metrics = _evaluate(grid, strategy, state, fed.rounds, fed.round_timeout, fed.select_split)
     if history and fed.eval_every > 0:
         history[-1]["eval"] = result.metrics
     labels = site_labels(strategy, names, strategy.site_metrics)
-    result.site_metrics = {labels[k]: v for k, v in strategy.site_metrics.items()}
+    result.site_metrics = {labels[k]: v for k, v in strategy.site_metrics.items()}  # before select_split's pass
+    if fed.select_split == fed.eval_split:
+        result.select_metrics = dict(result.metrics)
+    elif fed.select_split:
+        result.select_metrics = _evaluate(grid, strategy, state, fed.rounds, fed.round_timeout, fed.select_split)
     tracker.evaluation(fed.rounds, result.metrics)
     tracker.close()
     _log_received(out, strategy)

@@ -120,7 +120,8 @@ def _centralized(cfg: FedTARConfig, base_dir: Path, manifests: list[Path], test_
                                            num_beams=cfg.client.eval_beams, with_meteor=cfg.client.eval_meteor))
 
     fed = cfg.federation
-    return score(fed.eval_split), (score(fed.select_split) if fed.select_split else {})
+    main = score(fed.eval_split)
+    return main, (main if fed.select_split == fed.eval_split else score(fed.select_split) if fed.select_split else {})
 
 
 def run_simulations(out: str | Path, cfg: FedTARConfig, plan: SimulationPlan,
@@ -184,7 +185,7 @@ def run_simulations(out: str | Path, cfg: FedTARConfig, plan: SimulationPlan,
         metrics = result.get("metrics", {})
         if plan.holdout_site is not None and result["status"] == "completed":
             metrics = _evaluate_holdout(run_cfg, base_dir, manifests[plan.holdout_site], run_dir)
-            result["metrics"] = metrics
+            result["metrics"], result["holdout_site"] = metrics, plan.holdout_site
             (run_dir / RESULTS_FILE).write_text(json.dumps(result, indent=2, default=float))
         summaries.append(RunSummary(variant.name, seed, result["status"], metrics, result.get("history", []),
                                     run_dir, result.get("select_metrics", {})))
@@ -197,22 +198,29 @@ def run_folder(out: Path, name: str, seed: int, holdout: int | None = None) -> P
     return safe_child(Path(out) / "runs" / group, name, "setting name") / f"seed-{seed}"
 
 
-def finished_run(out: Path, variant: Variant, seed: int, holdout: int | None = None) -> RunSummary | None:
-    """The summary of a completed run of OUT (None: not run, or not completed)."""
+def finished_run(out: Path, variant: Variant, seed: int, holdout: int | None = None,
+                 final_only: bool = True) -> RunSummary | None:
+    """The summary of a completed run of OUT (None: not run, or not completed). `final_only=False`
+    accepts a stopped run too (an end state: another sweep part that waits for it stops waiting).
+    A held-out run counts once its held-out site is scored."""
     run_dir = run_folder(out, variant.name, seed, holdout)
-    done = _finished(run_dir)
-    if done is None:
+    done = _finished(run_dir, ("completed",) if final_only else ("completed", "stopped"))
+    if done is None or (holdout is not None and done.get("status") == "completed"
+                        and done.get("holdout_site") != holdout):
         return None
-    return RunSummary(variant.name, seed, "completed", done.get("metrics", {}), done.get("history", []), run_dir,
-                      done.get("select_metrics", {}))
+    return RunSummary(variant.name, seed, done["status"], done.get("metrics", {}), done.get("history", []),
+                      run_dir, done.get("select_metrics", {}))
 
 
-def _finished(run_dir: Path) -> dict | None:
+def _finished(run_dir: Path, statuses: tuple[str, ...] = ("completed",)) -> dict | None:
     path = run_dir / RESULTS_FILE
     if not path.is_file():
         return None
-    result = json.loads(path.read_text())
-    return result if result.get("status") == "completed" else None
+    try:
+        result = json.loads(path.read_text())
+    except ValueError:  # being written by another process
+        return None
+    return result if result.get("status") in statuses else None
 
 
 def _evaluate_holdout(cfg: FedTARConfig, base_dir: Path, manifest: Path, run_dir: Path) -> dict[str, float]:

@@ -22,7 +22,9 @@ comparison explicitly:
   known (the plan a decoder learns to verbalise), the head's prediction at test time: the decoder
   learns to state the plan it is given instead of learning to distrust a noisy one.
 
-It is small (`model.change_width`) and trainable under a frozen base, so it travels.
+It is small (`model.change_width`) and trainable under a frozen base, so it travels. With a change
+loss, a run's train loss is the objective (report + weighted change loss); evaluation losses are the
+report's alone (ReportGenerator.forward).
 """
 
 from __future__ import annotations

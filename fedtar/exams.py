@@ -260,6 +260,21 @@ def load_exams(
     )
 
 
+def _union_labels(parts: Sequence[Exams]) -> tuple[torch.Tensor | None, tuple[str, ...]]:
+    """The parts' labels over the union of their names (-100 where a part has no such label): sites whose
+    archives name different findings still pool their supervision."""
+    names = tuple(sorted({n for p in parts if p.labels is not None for n in p.label_names}))
+    if not names:
+        return None, ()
+    blocks = []
+    for p in parts:
+        block = torch.full((len(p), len(names)), -100, dtype=torch.int8)
+        if p.labels is not None and p.label_names:
+            block[:, [names.index(n) for n in p.label_names]] = p.labels.to(torch.int8)
+        blocks.append(block)
+    return torch.cat(blocks), names
+
+
 def concat_exams(parts: Sequence[Exams]) -> Exams:
     """Several sites' exams as one (central training): metadata concatenated, images streamed
     from each site's own store; prior links, batch rows and each site's q_p follow."""
@@ -272,6 +287,7 @@ def concat_exams(parts: Sequence[Exams]) -> Exams:
                        for p, o in zip(parts, offsets)])
     rows = torch.cat([p.rows() + o for p, o in zip(parts, offsets)])
     keys = [store.translate(p.store, p.image_key) for p in parts]
+    labels, label_names = _union_labels(parts)
     return Exams(
         records=[r for p in parts for r in p.records],
         input_ids=torch.cat([p.input_ids for p in parts]),
@@ -279,8 +295,6 @@ def concat_exams(parts: Sequence[Exams]) -> Exams:
         prior_index=prior, image_key=torch.cat(keys), store=store,
         skipped=[s for p in parts for s in p.skipped], batch_rows=rows,
         q=None if any(p.q is None for p in parts) else torch.cat([p.q for p in parts]),
-        labels=torch.cat([p.labels for p in parts])
-        if len({p.label_names for p in parts}) == 1 and parts[0].labels is not None else None,
-        label_names=parts[0].label_names if len({p.label_names for p in parts}) == 1 else (),
+        labels=labels, label_names=label_names,
         workers=max((p.workers for p in parts), default=0),
     )

@@ -113,3 +113,15 @@ def test_cmp_acc_reads_a_reference_after_the_tokenizer_as_it_reads_the_reference
         stated += bool(changes)
         assert extract_changes(tok.decode(row)) == changes, ref
     assert stated > 100
+
+
+def test_pooled_sites_keep_their_labels_when_they_name_different_findings(site):
+    """Central training, the probe and pretraining pool sites whose archives may name different findings:
+    the pooled labels cover the union (-100 where a site has none), never nothing."""
+    _, _, exams = site
+    a, b = exams.subset(range(0, 20)), exams.subset(range(20, 40))
+    b.labels, b.label_names = b.labels[:, 1:], b.label_names[1:]
+    pooled = concat_exams([a, b])
+    assert pooled.label_names == exams.label_names
+    assert torch.equal(pooled.labels[:20], a.labels) and torch.equal(pooled.labels[20:, 1:], b.labels)
+    assert (pooled.labels[20:, 0] == -100).all()
