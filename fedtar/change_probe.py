@@ -56,7 +56,7 @@ def train_probe(train: Exams, epochs: int = 30, batch_size: int = 64, lr: float 
     on a small federation learns to say "none" everywhere."""
     torch.manual_seed(seed)
     probe = ChangeProbe(channels=_channels(train))
-    weight = _balanced_weights(train, batch_size)
+    weight = _balanced_weights(train)
     optimizer = torch.optim.AdamW(probe.parameters(), lr=lr, weight_decay=1e-4)
     generator = torch.Generator().manual_seed(seed)
     probe.train()
@@ -96,12 +96,13 @@ def measure_ceiling(probe: ChangeProbe, test: Exams, batch_size: int = 128) -> C
                    chance=float(classes.max()) / n if n else float("nan"))
 
 
-def _balanced_weights(exams: Exams, batch_size: int) -> torch.Tensor:
-    """Inverse class frequencies of the known targets, normalised to mean 1 (absent classes weigh 0)."""
-    counts = torch.zeros(len(CHANGE_TARGETS))
-    for batch in exams.batches(batch_size):
-        known = batch.change[batch.change >= 0]
-        counts += torch.bincount(known, minlength=len(CHANGE_TARGETS)).float()
+def _balanced_weights(exams: Exams) -> torch.Tensor:
+    """Inverse class frequencies of the known targets, normalised to mean 1 (absent classes weigh 0).
+    Counted from the labels and prior links the batches' targets come from: no image is read."""
+    rows = exams.rows()
+    prior = exams.prior_index[rows]
+    change = exams._change(rows, prior, prior >= 0)
+    counts = torch.bincount(change[change >= 0], minlength=len(CHANGE_TARGETS)).float()
     weight = torch.where(counts > 0, 1.0 / counts.clamp(min=1), torch.zeros_like(counts))
     return weight * (counts > 0).sum() / weight.sum().clamp(min=1e-12)
 
