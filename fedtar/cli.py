@@ -426,7 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--visits", type=POSITIVE, default=5, help="exams per patient")
     p.add_argument("--seed", type=NONNEGATIVE, default=0)
     p.add_argument("--image-size", type=_int_at_least(8), default=128)
-    fta = p.add_argument_group("FTA conditions (all off by default; README, 'The synthetic federation')")
+    fta = p.add_argument_group("FTA conditions (all off by default; docs: guides/simulate.md, 'The synthetic federation')")
     fta.add_argument("--timeline-spread", type=NONNEGATIVE, default=0, metavar="YEARS",
                      help="site cohorts start spread over this many years, each with its own follow-up density")
     fta.add_argument("--drift-events", action="store_true",

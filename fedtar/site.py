@@ -81,8 +81,8 @@ def report_unknown_rate(name: str, records: list[ExamRecord], tokenizer: ReportT
     rate = UnknownRate(sum(p.unknown for p in parts), sum(p.tokens for p in parts))
     if rate.rate > cfg.data.max_unknown_rate:
         log.warning("%s: the base's tokenizer does not know %s of the report tokens (threshold %.2f%%): "
-                    "build a base for this text (fedtar pretrain --data, or a pretrained decoder; README, "
-                    "'MIMIC walkthrough')", name, rate, 100 * cfg.data.max_unknown_rate)
+                    "build a base for this text (fedtar pretrain --data, or a pretrained decoder; docs: "
+                    "guides/mimic-cxr.md)", name, rate, 100 * cfg.data.max_unknown_rate)
     else:
         log.info("%s: unknown-token rate %s", name, rate)
     return rate
