@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import inspect
 import io
 import re
@@ -87,6 +88,10 @@ def _type_name(annotation: Any) -> str:
 
 def _allowed(key: str, annotation: Any, default: Any) -> str:
     rule = RULES.get(key)
+    if rule is not None and rule.choices:
+        text = "one of " + ", ".join(f"`{c}`" if c else '`""` (empty)' for c in rule.choices)
+        text += "".join(f" (or `{p}...`)" for p in rule.prefix_ok)
+        return ("each item " + text) if typing.get_origin(annotation) is tuple else text
     if rule is not None:
         text = rule.allowed("an integer" if type(default) is int else "a number")
         return ("each item " + text) if typing.get_origin(annotation) is tuple else text
@@ -184,7 +189,9 @@ def cli_reference_markdown() -> str:
     out += [_option_row(a) for a in parser._actions
             if a.option_strings and not isinstance(a, (argparse._HelpAction, argparse._SubParsersAction))]
     for command, help_text, sub in _commands(parser, "fedtar"):
-        out += ["", f"### `{command}`", "", _cell(help_text) + ("." if help_text and not help_text.endswith(".") else ""),
+        sub.formatter_class = functools.partial(argparse.HelpFormatter, width=100)  # not the terminal's width
+        sentence = _cell(help_text) + ("." if help_text and not help_text.endswith(".") else "")
+        out += ["", f"### `{command}`", "", sentence,
                 "", "```text", sub.format_usage().strip().replace("usage: ", ""), "```", "",
                 "| option | value | default | what it does |", "| --- | --- | --- | --- |"]
         out += [_option_row(a) for a in sub._actions if not isinstance(a, argparse._HelpAction)]
