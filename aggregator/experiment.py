@@ -235,7 +235,9 @@ def run_sweep(sweep: Sweep, out: str | Path | None = None, progress: bool = True
                     part.k, part.n, len(missing), ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else ""))
         return out
     with waiting_lock(out / "report.lock", part.wait_s):  # two parts ending together write one after the other
-        write_report(out, sweep, main, loso, searched, chosen, ceiling)
+        start = measure_start(out, apply_overrides(cfg, select),
+                              Path(e.base) if e.base else out / "base", e.data or str(out / "federation"))
+        write_report(out, sweep, main, loso, searched, chosen, ceiling, start)
     return out
 
 
@@ -264,6 +266,44 @@ def measure_sweep_ceiling(out: Path, cfg: Any, base_dir: Path, data: str) -> dic
     cache.write_text(json.dumps({**found, "key": key}, indent=1))
     log.info("cmp_acc ceiling (change probe): %.3f overall", found["overall"])
     return found
+
+
+def measure_start(out: Path, cfg: Any, base_dir: Path, data: str) -> dict[str, dict[str, float]]:
+    """Where every setting starts: the base with fresh adapters (no federated round), scored on the test
+    split (and on federation.select_split when set); cached in OUT/start.json for the same base and data."""
+    cache = out / "start.json"
+    base_file = base_dir / "model.safetensors"
+    key = {"data": str(Path(data).resolve()), "base": str(base_dir.resolve()),
+           "base_mtime": base_file.stat().st_mtime if base_file.is_file() else None,
+           "splits": [cfg.federation.eval_split, cfg.federation.select_split]}
+    if cache.is_file():
+        cached = json.loads(cache.read_text())
+        if cached.pop("key", None) == key:
+            return cached
+    import torch
+
+    from fedtar.evaluation import evaluate_model, flat_metrics
+    from fedtar.model import adapt_model, load_model
+    from fedtar.site import load_site
+
+    base, tokenizer = load_model(base_dir)
+    torch.manual_seed(cfg.train.seed)
+    model = adapt_model(base, cfg)
+    sites = [load_site(m, tokenizer, cfg) for m in _manifests(data)]
+    found = {}
+    for split in dict.fromkeys(x for x in (cfg.federation.eval_split, cfg.federation.select_split) if x):
+        found[split] = flat_metrics(evaluate_model(model, [s.split(split) for s in sites], tokenizer,
+                                                   num_beams=cfg.client.eval_beams, with_meteor=cfg.client.eval_meteor))
+    cache.write_text(json.dumps({**found, "key": key}, indent=1, default=float))
+    log.info("the start (base, no federated round): CIDEr %.3f on %s", found[cfg.federation.eval_split]["cider"],
+             cfg.federation.eval_split)
+    return found
+
+
+def start_table(start: dict[str, float]) -> str:
+    return format_table(["", *REPORT_COLUMNS], [["base, no federated round", *(
+        "n/a" if math.isnan(float(start.get(c, math.nan))) else f"{float(start[c]):.3f}" for c in REPORT_COLUMNS)]],
+        markdown=True)
 
 
 def ceiling_table(ceiling: dict[str, Any], main: list[RunSummary]) -> str:
@@ -409,7 +449,8 @@ def _machine() -> str:
 
 def write_report(out: Path, sweep: Sweep, main: list[RunSummary], loso: dict[int, list[RunSummary]],
                  searched: list[tuple[Variant, RunSummary]] | None = None,
-                 chosen: dict[str, float] | None = None, ceiling: dict[str, Any] | None = None) -> Path:
+                 chosen: dict[str, float] | None = None, ceiling: dict[str, Any] | None = None,
+                 start: dict[str, dict[str, float]] | None = None) -> Path:
     e = sweep.experiment
     plots = write_plots(out / "plots", main)
     data = e.data or f"synthetic {e.sites} sites x {e.patients} patients x {e.visits} visits"
@@ -422,6 +463,14 @@ def write_report(out: Path, sweep: Sweep, main: list[RunSummary], loso: dict[int
              "Every setting uses the same model, base, local epochs and rounds.", "",
              "## Final global model on the sites' test patients (mean ± std over seeds)", "",
              comparison_table(main, markdown=True), ""]
+    if start:
+        split = next(iter(start))
+        lines += [f"Where every setting starts (the base and fresh adapters, scored on the same {split} exams; "
+                  "a setting below it lost ground in its rounds):", "", start_table(start[split]), ""]
+        above = [n for n in dict.fromkeys(s.strategy for s in main)
+                 if _mean([float(s.metrics.get("cider", math.nan)) for s in main if s.strategy == n])
+                 > float(start[split].get("cider", math.nan))]
+        lines += [f"Settings whose mean CIDEr is above the start: {', '.join(above) if above else 'none'}.", ""]
     if ceiling:
         lines += ["## What can be seen: the cmp_acc ceiling (fedtar.change_probe)", "", ceiling_table(ceiling, main), ""]
     summary = honest_summary(main)
@@ -455,6 +504,7 @@ def write_report(out: Path, sweep: Sweep, main: list[RunSummary], loso: dict[int
         "learning_rates": chosen or {},
         **({"selected": selected} if selected else {}),
         **({"ceiling": ceiling} if ceiling else {}),
+        **({"start": start} if start else {}),
         "main": [{"setting": s.strategy, "seed": s.seed, "status": s.status, "metrics": s.metrics,
                   **({"validation": s.select_metrics} if s.select_metrics else {})} for s in main],
         "loso": {str(k): [{"setting": s.strategy, "seed": s.seed, "metrics": s.metrics} for s in v]

@@ -36,6 +36,10 @@ def test_compare_writes_tables_plots_and_resumes(tiny_base, tmp_path, capsys):
     assert {r["setting"] for r in summary["main"]} == {"fedtar", "fedavg", "fedtar-uniform-policy"}
     assert all(r["status"] == "completed" and "cider" in r["metrics"] for r in summary["main"])
     assert set(summary["loso"]) == {"0", "1"}
+    # The start: the base with fresh adapters on the same test exams, a row beside the settings.
+    start = summary["start"]["test"]
+    assert "base, no federated round" in report and f"{start['cider']:.3f}" in report
+    assert "above the start" in report and start["cmp_n"] == summary["main"][0]["metrics"]["cmp_n"]
     alphas = json.loads((out / "runs" / "all" / "fedtar-uniform-policy" / "seed-0" / "results.json").read_text())
     assert alphas["history"][0]["alpha"] == [1 / 3] * 3 or all(abs(a - 1 / 3) < 1e-4
                                                                for a in alphas["history"][0]["alpha"])
