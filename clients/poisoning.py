@@ -5,13 +5,20 @@ what it uploads (issue 15: plausible states, not broken ones).
 - `boost`: w_g + scale (w - w_g) (the update scaled; with scale below
   `federation.norm_bound` the median-norm guard lets it through).
 
-Every model record is poisoned (each visit for FedTAR, `arrays` for the baselines);
+Every model record is poisoned (each visit for FedTAR, `arrays` for the baselines), or only
+`visit-{visit}` when `visit` is given (a visit-targeted attack on FedTAR's per-visit records);
 metrics and control records (`val-grad`, `scaffold-dc`) are left as trained.
+
+`shuffled_reports` is the data-side attack: a copy of a site's manifest whose training reports
+belong to other exams (label-flipped reports), for a site that then trains "honestly" on them.
 """
 
 from __future__ import annotations
 
+import csv
+import random
 from collections.abc import Callable
+from pathlib import Path
 
 from flwr.app import ArrayRecord, Context, Message, RecordDict
 
@@ -22,10 +29,14 @@ POISON_KINDS = ("flip", "boost")
 CONTROL_RECORDS = ("val-grad", "scaffold-dc")
 
 
-def poisoning_app(kind: str, scale: float) -> Callable[[Message, Context], Message]:
+REPORT_COLUMNS = ("findings", "impression", "labels", "changes")
+
+
+def poisoning_app(kind: str, scale: float, visit: int | None = None) -> Callable[[Message, Context], Message]:
     """A node app (for InProcessGrid) answering train messages with poisoned states."""
     if kind not in POISON_KINDS:
         raise ValueError(f"poison kind must be one of {', '.join(POISON_KINDS)}, got {kind!r}")
+    target = None if visit is None else f"visit-{visit}"
     sign = -1.0 if kind == "flip" else 1.0
 
     def app(msg: Message, context: Context) -> Message:
@@ -36,7 +47,7 @@ def poisoning_app(kind: str, scale: float) -> Callable[[Message, Context], Messa
         transport = str(msg.content["config"].get("federation.transport_dtype", "float32"))
         content = RecordDict()
         for name, record in reply.content.array_records.items():
-            if name in CONTROL_RECORDS:
+            if name in CONTROL_RECORDS or (target is not None and name != target):
                 content[name] = record
                 continue
             state = state_from_record(record, transport)
@@ -47,3 +58,32 @@ def poisoning_app(kind: str, scale: float) -> Callable[[Message, Context], Messa
         return Message(content=content, reply_to=msg)
 
     return app
+
+
+def shuffled_reports(manifest: str | Path, seed: int = 0, split: str = "train") -> Path:
+    """A copy of `manifest` (beside it, so image paths still resolve) whose `split` rows carry another
+    row's report and labels; the other splits are untouched, so the site is scored on true reports."""
+    manifest = Path(manifest)
+    with manifest.open(newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        fields, rows = list(reader.fieldnames or []), list(reader)
+    missing = [c for c in REPORT_COLUMNS if c not in fields]
+    if missing:
+        raise ValueError(f"{manifest}: no {', '.join(missing)} column(s) to shuffle")
+    picked = [i for i, r in enumerate(rows) if r.get("split") == split]
+    if len(picked) < 2:
+        raise ValueError(f"{manifest}: fewer than two {split} rows, nothing to shuffle")
+    # A derangement (every row gets another row's report): rotate a random order by one.
+    order = picked[:]
+    random.Random(seed).shuffle(order)
+    donors = dict(zip(order, order[1:] + order[:1]))
+    shuffled = [dict(r) for r in rows]
+    for i, j in donors.items():
+        for c in REPORT_COLUMNS:
+            shuffled[i][c] = rows[j][c]
+    out = manifest.with_name(f"{manifest.stem}.shuffled{manifest.suffix}")
+    with out.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(shuffled)
+    return out

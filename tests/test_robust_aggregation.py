@@ -205,3 +205,28 @@ def test_a_robust_mode_resists_one_poisoning_site_of_four(tiny_base, four_sites,
         undefended, kept = distance(attacked.global_state, clean) / move, distance(defended.global_state, clean) / move
         assert undefended > 1.0, (poison, undefended)
         assert kept < margin * undefended, (poison, mode, kept, undefended)
+
+
+def test_shuffled_reports_give_every_training_row_another_rows_report(four_sites):
+    import csv
+
+    from clients.poisoning import REPORT_COLUMNS, shuffled_reports
+    from data_adapters.records import find_manifests
+
+    manifest = find_manifests(four_sites)[-1]
+    out = shuffled_reports(manifest, seed=3)
+    assert out.parent == manifest.parent and out != manifest  # beside it: image paths still resolve
+    read = lambda p: list(csv.DictReader(p.open(newline="", encoding="utf-8")))  # noqa: E731
+    before, after = read(manifest), read(out)
+    assert [r["image_paths"] for r in before] == [r["image_paths"] for r in after]
+    train = [i for i, r in enumerate(before) if r["split"] == "train"]
+    assert len(train) > 2
+    for i, (b, a) in enumerate(zip(before, after)):
+        if i in train:
+            assert a["findings"] != b["findings"] or a["impression"] != b["impression"] or \
+                sum(r["findings"] == b["findings"] for r in before) > 1, i  # another row's (unless identical text)
+        else:
+            assert all(a[c] == b[c] for c in REPORT_COLUMNS), i  # scored on true reports
+    # The same reports, only moved: a permutation of the training rows' reports.
+    key = lambda r: tuple(r[c] for c in REPORT_COLUMNS)  # noqa: E731
+    assert sorted(key(before[i]) for i in train) == sorted(key(after[i]) for i in train)
