@@ -97,7 +97,8 @@ def _engine_run(values: dict[str, Any], num_sites: int, engine: str) -> None:
         # Ray's current behaviour (clients on the CPU) and its warning are kept.
         os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     # Flower 1.42 deprecates run_simulation in favour of `flwr run` against a local SuperLink started
-    # with --simulation (README, "Federation on Flower"); it still runs the same ServerApp and ClientApp.
+    # with --simulation (docs/guides/simulate.md, "Federation on Flower"); it still runs the same ServerApp
+    # and ClientApp.
     run_simulation(
         server_app=make_server_app(values), client_app=client_app, num_supernodes=num_sites,
         backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},

@@ -2,7 +2,7 @@
 register the sites' keys, submit the FedTAR app and follow it to its end state.
 
 `fedtar server --config server.toml` is a thin wrapper around ``flower-superlink`` and
-the ``flwr`` CLI (see README, "Deploy"). Every wait has a deadline; the run's outcome
+the ``flwr`` CLI (see docs/guides/deploy.md). Every wait has a deadline; the run's outcome
 is read from ``flwr list`` (``flwr run`` exits 0 even when a run fails).
 """
 
@@ -383,7 +383,7 @@ def raise_on_signals() -> None:
         signal.signal(signum, handler)
 
 
-# `fedtar server` exit codes (README, "Deploy").
+# `fedtar server` exit codes (docs/guides/deploy.md).
 EXIT_COMPLETED, EXIT_RUN_NOT_COMPLETED, EXIT_USAGE, EXIT_NO_END_STATE, EXIT_FLOWER = 0, 1, 2, 3, 4
 
 

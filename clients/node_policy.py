@@ -12,7 +12,7 @@ Flower gives a node operator no hook over a run's config, so the node's own conf
 
 A breach refuses the message (``NodeRefusal``) after an audit-log line. These checks run in
 the app's code: they bind a server that runs the genuine app; only signed app bundles
-(``trusted_entities``) bind the code itself (README, "Trust model").
+(``trusted_entities``) bind the code itself (docs/explanation/trust-model.md).
 """
 
 from __future__ import annotations

@@ -126,7 +126,7 @@ FATAL_EXITS = {
     606: "this Flower version is incompatible with the SuperLink's",
 }
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-# `fedtar node` exit codes (README, "Deploy"); 2 is a usage or config error (fedtar.cli).
+# `fedtar node` exit codes (docs/guides/deploy.md); 2 is a usage or config error (fedtar.cli).
 EXIT_STOPPED, EXIT_CONFIG, EXIT_GAVE_UP = 0, 3, 4
 
 

@@ -247,7 +247,7 @@ def _certs(args: argparse.Namespace) -> int:
 
 
 def _server(args: argparse.Namespace) -> int:
-    """Exit codes (README, "Deploy"): 0 the run completed every round (or serving ended by a signal);
+    """Exit codes (docs/guides/deploy.md): 0 the run completed every round (or serving ended by a signal);
     1 the run ended without completing (stopped, failed); 2 a usage or config error, before any run;
     3 no end state within run_timeout / stall_timeout; 4 the SuperLink or the `flwr` CLI failed
     (start, key registration, submission); 128+N stopped by signal N during --run."""
@@ -340,7 +340,7 @@ def _server(args: argparse.Namespace) -> int:
 
 
 def _node(args: argparse.Namespace) -> int:
-    """Exit codes (README, "Deploy"): 0 stopped by SIGTERM/SIGINT; 2 a usage or config error; 3 a
+    """Exit codes (docs/guides/deploy.md): 0 stopped by SIGTERM/SIGINT; 2 a usage or config error; 3 a
     configuration error no restart fixes (named with Flower's code); 4 give_up_after without a connection."""
     import signal
 
@@ -409,7 +409,8 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="TOML config file (dotted sections as in fedtar/config.py)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, repeatable")
     p.add_argument("--preset", choices=sorted(PRESET_NAMES),
-                   help="a named configuration under the file and --set (paper: DESIGN.md's, as the paper states it)")
+                   help="a named configuration under the file and --set (paper: the method as the paper states it; "
+                   "docs: reference/configuration.md, 'Presets')")
 
 
 def build_parser() -> argparse.ArgumentParser:

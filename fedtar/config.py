@@ -167,7 +167,8 @@ class FedTARConfig:
 # The embedded synthetic setting trains a 1.4M-parameter base for minutes on a CPU, not a
 # pretrained CvT + DistilGPT2 for hours on GPUs: the paper's lr 1e-5 barely moves it within the
 # demo's budget, and meta lr 1e-4 moves alpha by ~1e-4 per round. `fedtar demo` and
-# `fedtar simulate` start from these (README, "Defaults"); --config / --set still override.
+# `fedtar simulate` start from these (docs/explanation/method.md, "Defaults and where they
+# differ from the paper"); --config / --set still override.
 SYNTHETIC_PRESET: dict[str, Any] = {
     "train.lr": 1e-4,
     "policy.meta_lr": 1e-2,

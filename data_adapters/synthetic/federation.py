@@ -41,7 +41,7 @@ class SyntheticConfig:
     validate_fraction: float = 0.1
     site_prefix: str = "site"   # "public" for the pretraining pool
     first_site_index: int = 0   # site profiles are drawn by index: pools stay disjoint
-    # FTA conditions (README, "The synthetic federation"); all off by default.
+    # FTA conditions (docs/guides/simulate.md, "The synthetic federation"); all off by default.
     timeline_spread: int = 0    # >0: site cohorts start spread over this many years, each with its own
                                 # follow-up density (dense 60-240 days, medium 180-540, sparse 365-900)
     drift_events: bool = False  # each site changes scanner and reporting template at its own year
