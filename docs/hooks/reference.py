@@ -16,7 +16,7 @@ from mkdocs.structure.files import File
 from fedtar.docs_reference import cli_reference_markdown, config_reference_markdown, presets_markdown
 
 ROOT = Path(__file__).resolve().parents[2]
-RESULTS = ("experiments/results/synthetic", "experiments/results/fta")
+RESULTS = ("experiments/results/synthetic", "experiments/results/fta", "experiments/results/fta2")
 MARKERS = {
     "<!-- fedtar:config-keys -->": config_reference_markdown,
     "<!-- fedtar:presets -->": presets_markdown,
