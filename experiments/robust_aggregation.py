@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from aggregator.experiment import load_sweep
+from aggregator.experiment import load_sweep, measure_start
 from aggregator.inprocess_grid import InProcessGrid
 from aggregator.robust import ROBUST_MODES
 from aggregator.server_app import run_from_values
@@ -41,11 +41,10 @@ from clients.client_app import app as client_app
 from clients.poisoning import poisoning_app, shuffled_reports
 from data_adapters.records import find_manifests
 from data_adapters.synthetic import SyntheticConfig, generate_federation
-from fedtar.config import apply_overrides, load_config
-from fedtar.evaluation import evaluate_model, flat_metrics
-from fedtar.model import adapt_model, build_model, load_model
+from fedtar.config import apply_overrides, load_config, parse_set_args
+from fedtar.evaluation import evaluate_manifests, flat_metrics
+from fedtar.model import build_model, load_model
 from fedtar.pretrain import pretrain_base, public_pool_config
-from fedtar.site import load_site
 from fedtar.tables import format_table
 
 SWEEP = "experiments/fta2.toml"
@@ -80,17 +79,17 @@ def run_case(model: dict[str, Any], base: Path, fed: Path, out: Path, mode: str,
     return run_from_values(InProcessGrid(apps, nodes), values)
 
 
-def score_base(model_values: dict[str, Any], base: Path, fed: Path) -> dict[str, dict[str, float]]:
-    """On the sites' test splits: the start of every run (the base with fresh adapters), and a model of
+def score_base(model_values: dict[str, Any], base: Path, fed: Path, work: Path) -> dict[str, dict[str, float]]:
+    """On the sites' test splits: the start of every run (the sweep's own measure_start), and a model of
     the same architecture with random weights (what "writes no report" scores)."""
     cfg = load_config(overrides=model_values)
+    start = measure_start(work, cfg, base, str(fed))[cfg.federation.eval_split]
     model, tokenizer = load_model(base)
     torch.manual_seed(0)
     untrained = build_model(apply_overrides(model.cfg, {"train.base": "trainable"}), tokenizer)
-    sites = [load_site(m, tokenizer, cfg).split("test") for m in find_manifests(fed)]
-    return {name: flat_metrics(evaluate_model(m, sites, tokenizer, num_beams=cfg.client.eval_beams,
-                                              with_meteor=False))
-            for name, m in (("start", adapt_model(model, cfg)), ("untrained", untrained))}
+    evaluation, _ = evaluate_manifests(untrained, tokenizer, find_manifests(fed), cfg.federation.eval_split,
+                                       num_beams=cfg.client.eval_beams, with_meteor=False)
+    return {"start": start, "untrained": flat_metrics(evaluation)}
 
 
 def main() -> None:
@@ -121,8 +120,7 @@ def main() -> None:
     names = args.attacks.split(",")
     work = Path(args.work)
     sweep = load_sweep(SWEEP)
-    extra = {k: _value(v) for k, v in (item.split("=", 1) for item in args.set)}
-    model = {**sweep.config, **ROBUST, "train.lr": args.lr, **extra}
+    model = {**sweep.config, **ROBUST, "train.lr": args.lr, **parse_set_args(args.set)}
     synthetic = sweep.synthetic_config() if args.conditions == "fta" else \
         SyntheticConfig(image_size=sweep.synthetic_config().image_size)
     federation = dataclasses.replace(synthetic, sites=SITES, patients=args.patients, visits=args.visits, seed=9)
@@ -140,7 +138,7 @@ def main() -> None:
         generate_federation(fed, federation)
     base_file = work / "base-metrics.json"
     if not base_file.is_file():
-        base_file.write_text(json.dumps(score_base(model, base, fed)))
+        base_file.write_text(json.dumps(score_base(model, base, fed, work)))
     base_metrics = json.loads(base_file.read_text())
     results: list[dict[str, Any]] = []
     for seed in seeds:
@@ -185,13 +183,6 @@ def summarise(results: list[dict[str, Any]], modes: list[str], names: list[str])
             rows.append([mode, name, _mean_sd(cider), kept, _mean_sd([r["ce_f1"] for r in runs]),
                          _mean_sd([r["bleu4"] for r in runs]), str(min(v for r in runs for v in r["valid_per_round"]))])
     return rows
-
-
-def _value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
 
 
 def _mean_sd(values: list[float]) -> str:
