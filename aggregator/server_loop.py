@@ -30,6 +30,7 @@ from aggregator.checkpoint import (
     save_checkpoint,
     trim_received,
 )
+from aggregator.federated_gmm import FederatedGMMError, fit_federated_gmm
 from aggregator.strategies import STRATEGIES, FederatedStrategy, Scaffold
 from data_adapters.records import find_manifests
 from fedtar.config import FedTARConfig
@@ -141,6 +142,13 @@ def run_federation(grid: Grid, cfg: FedTARConfig, paths: RunPaths) -> Federation
         trim_received(out, ckpt["round"])
         log.info("resuming after round %d from %s%s", ckpt["round"], out / "checkpoints",
                  f" with changed config keys {start.changes}" if start.changes else "")
+    dm = cfg.demographics
+    if dm.gmm and dm.gmm_scope == "federated" and not strategy.gmm:  # a resumed run kept its GMM
+        try:
+            strategy.gmm = fit_federated_gmm(grid, nodes, cfg, strategy.config_values).state_dict()
+        except FederatedGMMError as e:
+            log.error("run stopped before round 1: %s", e)
+            return _finish(out, FederationResult("stopped", 0), str(e))
     names = site_names(paths)
     tracker = Tracker(out / TB_DIR, cfg.tracking.tensorboard, resume_step=first_round if paths.resume else None)
     for server_round in range(first_round, fed.rounds + 1):

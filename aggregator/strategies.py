@@ -34,6 +34,7 @@ from aggregator.guards import GuardReport, Rejection, check_state, norm_outliers
 from aggregator.robust import ROBUST_MODES, RobustCombiner, make_combiner
 from fedtar.audit import content_digest
 from fedtar.config import FedTARConfig
+from fedtar.demographics import GMM_RECORD
 from fedtar.parameters import TensorSpec, state_from_record
 from fedtar.privacy import PrivacyAccountant, add_noise
 from fedtar.temporal_policy import MetaInputs, PolicyLearner, time_features
@@ -72,6 +73,7 @@ class FederatedStrategy(Strategy):
         self.privacy = PrivacyAccountant(cfg.privacy) if cfg.privacy.enabled else None
         self._means_this_round = 0
         self.robust_kept: dict[str, list[int]] = {}  # multikrum: the nodes averaged, per record
+        self.gmm: State = {}  # demographics.gmm_scope = federated: the fitted GMM, sent with every message
         if self.privacy and (self.name == "scaffold" or (self.name == "fedtar" and cfg.meta.validation == "federated")):
             raise ValueError("privacy.clip > 0 (client-level DP) does not cover SCAFFOLD control variates or "
                              "federated meta-validation gradients: use another strategy or meta.validation = server")
@@ -95,6 +97,8 @@ class FederatedStrategy(Strategy):
         out = []
         for node_id in grid.get_node_ids():
             content = RecordDict({"global": arrays, "config": config, **self.extra_records()})
+            if self.gmm:
+                content[GMM_RECORD] = ArrayRecord(self.gmm)
             out.append(Message(content=content, dst_node_id=node_id, message_type=kind))
         return out
 
@@ -246,10 +250,12 @@ class FederatedStrategy(Strategy):
 
     def checkpoint_state(self) -> dict[str, Any]:
         """Everything a resumed run needs: the strategy's own state and the privacy spent."""
-        return {"strategy": self.state_dict(), "privacy": self.privacy.state_dict() if self.privacy else None}
+        return {"strategy": self.state_dict(), "privacy": self.privacy.state_dict() if self.privacy else None,
+                "gmm": dict(self.gmm)}
 
     def restore(self, saved: dict[str, Any]) -> None:
         self.load_state_dict(saved["strategy"])
+        self.gmm = dict(saved.get("gmm") or {})
         if self.privacy is not None and saved.get("privacy"):
             self.privacy.load_state_dict(saved["privacy"])
 

@@ -13,7 +13,10 @@ it received: fused into the train message, so the meta step lags one round
 but costs no extra round trip). Evaluate replies carry a MetricRecord only.
 A simulated node (no manifest in its node config) adds "site", a MetricRecord
 with the partition-id the engine gave it, so tables name sites as the data does.
-Nothing else leaves the site: no text, ids, demographics or GMM statistics.
+With demographics.gmm_scope = federated, query messages carry candidate GMMs ("gmm-candidates")
+and the reply "gmm-statistics": per component, sums over the site's training patients' profiles
+(fedtar.demographics); every later message carries the fitted GMM ("gmm").
+Nothing else leaves the site: no text, ids, or any patient's demographics.
 
 A hospital node's policy (node config: ``pins``, ``base-sha256``) is enforced before the
 site's data or model is touched, and every received state must match the node's own
@@ -28,7 +31,7 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from clients.node_policy import NodeRefusal, pin_breaches, state_breaches
+from clients.node_policy import NodeRefusal, gmm_breaches, pin_breaches, state_breaches
 from clients.site_runtime import (
     SiteRuntime,
     evaluate_site,
@@ -39,6 +42,14 @@ from clients.site_runtime import (
     train_pooled,
 )
 from fedtar.audit import append_entry
+from fedtar.demographics import (
+    GMM_CANDIDATES,
+    GMM_RECORD,
+    GMM_STATISTICS,
+    DiagonalGMM,
+    candidates_from_state,
+    site_statistics,
+)
 from fedtar.base_hash import base_sha256
 from fedtar.parameters import encode_state, state_from_record, travelling_specs
 from fedtar.privacy import clip_upload
@@ -68,10 +79,18 @@ def _runtime(msg: Message, context: Context) -> tuple[SiteRuntime, ConfigRecord]
     index = int(node.get("partition-id", 0))
     rt = site_runtime(cfg_flat, base_dir, manifest, index)
     specs = travelling_specs(rt.model)
-    for name, record in msg.content.array_records.items():  # the global and any control variates
-        problems += state_breaches(state_from_record(record), specs, name)
+    dm = rt.cfg.demographics
+    features = len(dm.features)
+    for name, record in msg.content.array_records.items():  # the global, control variates, the GMM
+        if name in (GMM_RECORD, GMM_CANDIDATES):
+            problems += gmm_breaches(state_from_record(record), name, features,
+                                     dm.gmm_components if name == GMM_RECORD else None)
+        else:
+            problems += state_breaches(state_from_record(record), specs, name)
     if problems:
         _refuse(msg, context, problems)
+    if GMM_RECORD in msg.content.array_records:  # demographics.gmm_scope = federated
+        rt.site.use_gmm(DiagonalGMM.from_state_dict(state_from_record(msg.content[GMM_RECORD])))
     return rt, config
 
 
@@ -150,6 +169,17 @@ def train(msg: Message, context: Context) -> Message:
     return _reply(msg, content, context)
 
 
+@app.query()
+def query(msg: Message, context: Context) -> Message:
+    """One step of federated EM (demographics.gmm_scope = federated): the site's sums over its training
+    patients' profiles under each candidate GMM, or their moments when no candidate is sent."""
+    rt, _ = _runtime(msg, context)
+    record = msg.content.array_records.get(GMM_CANDIDATES)
+    candidates = candidates_from_state(state_from_record(record)) if record is not None else {}
+    stats = site_statistics(rt.site.training_profiles(), candidates)
+    return _reply(msg, RecordDict({GMM_STATISTICS: ArrayRecord(stats)}), context)
+
+
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
     rt, config = _runtime(msg, context)
@@ -169,7 +199,8 @@ def _reply(msg: Message, content: RecordDict, context: Context) -> Message:
     """Every reply is written to the site's audit log (node config "audit-log") before it leaves."""
     transport = str(msg.content["config"].get("federation.transport_dtype", "float32"))
     for name, record in list(content.array_records.items()) if transport != "float32" else ():
-        content[name] = ArrayRecord(encode_state(state_from_record(record), transport))
+        if name != GMM_STATISTICS:  # EM's sums stay in float64: they are small and rounding would bias them
+            content[name] = ArrayRecord(encode_state(state_from_record(record), transport))
     node = dict(context.node_config)
     if "manifest" not in node and "partition-id" in node:
         # A simulated site says which partition the engine gave it (a number), so the server can name

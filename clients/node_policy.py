@@ -120,3 +120,33 @@ def state_breaches(state: Mapping[str, torch.Tensor], specs: list[TensorSpec], r
             problems.append(f"{record}: {name} is {value.dtype} {tuple(value.shape)}, "
                             f"the node's is {spec.dtype} {spec.shape}")
     return problems
+
+
+def gmm_breaches(state: Mapping[str, torch.Tensor], record: str, features: int,
+                 components: int | None = None) -> list[str]:
+    """What is wrong with a received GMM record (the fitted GMM, or EM's candidates): names, shapes,
+    finite means and positive variances. `components` fixes the fitted GMM's width (q's)."""
+    if record == "gmm":
+        groups = {"": state}
+    else:
+        groups = {}
+        for name, value in state.items():
+            k, _, part = name.partition(".")
+            groups.setdefault(k + ".", {})[part] = value
+    problems = []
+    for prefix, parts in groups.items():
+        if set(parts) != {"means", "variances", "log_weights"}:
+            problems.append(f"{record}: {prefix or ''}tensors {sorted(parts)}, expected means, variances, "
+                            "log_weights")
+            continue
+        k = parts["log_weights"].shape[0] if parts["log_weights"].dim() == 1 else -1
+        want = (components if components is not None else k, features)
+        if (tuple(parts["means"].shape) != want or tuple(parts["variances"].shape) != want
+                or tuple(parts["log_weights"].shape) != (want[0],)):
+            problems.append(f"{record}: {prefix}means {tuple(parts['means'].shape)}, variances "
+                            f"{tuple(parts['variances'].shape)}, log_weights {tuple(parts['log_weights'].shape)}; "
+                            f"expected {want}, {want}, ({want[0]},)")
+        elif not (torch.isfinite(parts["means"]).all() and torch.isfinite(parts["variances"]).all()
+                  and (parts["variances"] > 0).all() and not torch.isnan(parts["log_weights"]).any()):
+            problems.append(f"{record}: {prefix}non-finite means or non-positive variances")
+    return problems

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from data_adapters.synthetic import SyntheticConfig, generate_federation
-from fedtar.config import load_config
+from fedtar.config import V1_GENERATOR, load_config
 from fedtar.evaluation import evaluate_model
 from fedtar.model import load_model
 from fedtar.pretrain import pretrain_base
@@ -50,8 +50,10 @@ def main() -> None:
         for mode in MODES:
             runs = []
             for seed in seeds:
+                # The v1 generator for every mode (what this comparison ran with; the change head needs
+                # the prior image, so it would exist for two of the four modes only).
                 cfg = load_config(overrides={"model.hidden_size": args.hidden, "model.layers": 2, "model.heads": 2,
-                                             "model.prior": mode, "train.seed": seed})
+                                             "model.prior": mode, "train.seed": seed, **V1_GENERATOR})
                 start = time.time()
                 base_dir = pretrain_base(Path(tmp) / f"{mode}-{seed}", cfg, epochs=args.epochs, lr=3e-3, pool=pool)
                 seconds = time.time() - start

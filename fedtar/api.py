@@ -65,7 +65,7 @@ def config(path: str | Path | None = None, overrides: Mapping[str, Any] | None =
     Defaults, then (with `synthetic`, as `fedtar demo`, `simulate` and `pretrain` do) the synthetic
     preset (`train.lr` 1e-4, `policy.meta_lr` 1e-2), then a named preset (`preset="paper"`, or the
     file's `preset = "..."`), then the TOML file at `path`, then `overrides`: dotted keys as in
-    `--set` (``{"train.lr": 3e-4, "model.prior": "report"}``). Every value is checked; an error
+    `--set` (``{"train.lr": 3e-4, "client.visit_start": "global"}``). Every value is checked; an error
     names the key, the value and what is allowed (docs: Reference, Configuration).
     """
     return load_config(path, overrides, SYNTHETIC_PRESET if synthetic else None, named=preset)

@@ -63,11 +63,12 @@ class ModelConfig:
     # compare = "difference" adds the tokens' difference (current - prior) to the memory;
     # change_head = true adds one memory token per CheXpert observation from a change head that reads
     # both images, and change_loss > 0 supervises it with the change against the prior exam's labels.
+    # The defaults are the generator of the FTA v2 sweep (issue 19; V1_GENERATOR below is the one before).
     compare: str = "none"            # none | difference
-    change_head: bool = False
-    change_loss: float = 0.0
+    change_head: bool = True
+    change_loss: float = 1.0
     change_width: int = 64           # the change head's width (it travels: keep it small)
-    change_teacher: bool = False     # train the decoder on the true change (where known), test on the head's
+    change_teacher: bool = True      # train the decoder on the true change (where known), test on the head's
 
 
 @dataclass
@@ -76,6 +77,13 @@ class DemographicsConfig:
     gmm_components: int = 16
     features: tuple[str, ...] = ("hash", "age", "sex")
     with_profile: bool = False       # true (ours): the profile vector v_p beside q_p into the projection
+    # site: each site fits its own GMM on its own patients (the paper). federated: one GMM for all sites by
+    # federated EM before round 1 (the server sums the sites' per-component counts, sums and sums of
+    # squares; no patient's profile leaves its site), sent to the sites with every round's messages.
+    gmm_scope: str = "site"
+    # fixed: gmm_components components. bic: the count of 1..gmm_components with the lowest BIC (q keeps
+    # gmm_components slots; the unused ones get zero weight).
+    gmm_select: str = "fixed"
 
 
 @dataclass
@@ -93,7 +101,9 @@ class TrainConfig:
 
 @dataclass
 class ClientConfig:
-    visit_start: str = "global"      # global | chained: where visit t's training starts
+    # global | chained: where visit t's training starts. chained (from the model after visit t-1) is the
+    # setting the FTA v2 sweep's rule chose on validation (experiments/fta2.toml; docs/results.md).
+    visit_start: str = "chained"
     local_epochs: int = 2            # passes over each visit's exams (FedTAR) / over all exams (baselines)
     eval_beams: int = 1              # 1: greedy decoding at evaluation
     eval_meteor: bool = True         # METEOR needs Java (a few seconds per evaluation to start it)
@@ -181,13 +191,18 @@ SYNTHETIC_PRESET: dict[str, Any] = {
 # hypernetwork heads, a 16-component GMM on [hash, age, sex], lr 1e-5 and meta lr 1e-4, e(t) alone
 # as the policy's input, the recursion from the previous global, visits starting from the global,
 # and no comparison modules (the report generator of the paper).
+# The report generator before issue 19 (no comparison modules): the default until the FTA v2 sweep, and
+# what a saved model without these keys was built with.
+V1_GENERATOR: dict[str, Any] = {"model.compare": "none", "model.change_head": False, "model.change_loss": 0.0,
+                                "model.change_teacher": False}
 PAPER_PRESET: dict[str, Any] = {
     "lora.rank": 4, "lora.alpha": 128.0, "lora.hypernetwork": "per-layer",
     "train.lr": 1e-5, "policy.meta_lr": 1e-4, "policy.kind": "learned", "policy.features": (),
     "policy.keep_previous": True, "policy.meta_steps": 1,
     "demographics.gmm": True, "demographics.gmm_components": 16, "demographics.features": ("hash", "age", "sex"),
-    "demographics.with_profile": False, "client.visit_start": "global", "meta.validation": "server",
-    "model.compare": "none", "model.change_head": False, "model.change_loss": 0.0, "model.change_teacher": False,
+    "demographics.with_profile": False, "demographics.gmm_scope": "site", "demographics.gmm_select": "fixed",
+    "client.visit_start": "global", "meta.validation": "server",
+    **V1_GENERATOR,
 }
 PRESETS: dict[str, dict[str, Any]] = {"paper": PAPER_PRESET}
 
@@ -258,6 +273,8 @@ RULES: dict[str, Rule] = {
     "lora.dropout": Rule(low=0, high=1, high_open=True), "lora.hypernetwork": Rule(choices=HYPERNETWORKS),
     "federation.transport_dtype": Rule(choices=TRANSPORT_DTYPES),
     "demographics.gmm_components": _at_least(1),
+    "demographics.gmm_scope": Rule(choices=("site", "federated")),
+    "demographics.gmm_select": Rule(choices=("fixed", "bic")),
     "train.lr": _POSITIVE, "train.weight_decay": _at_least(0), "train.epochs": _at_least(1),
     "train.max_steps": _at_least(0), "train.base": Rule(choices=("frozen", "trainable")),
     "train.grad_clip": _at_least(0), "train.seed": _at_least(0),

@@ -44,7 +44,7 @@ from fedtar.backbones import (
     tiny_encoder_config,
 )
 from fedtar.change_head import CHANGE_HEAD, ChangeHead, change_loss
-from fedtar.config import FedTARConfig, apply_overrides
+from fedtar.config import V1_GENERATOR, FedTARConfig, apply_overrides
 from fedtar.exams import Batch
 from fedtar.tokenizer import ReportTokenizer
 
@@ -286,8 +286,10 @@ def set_comparison(model: ReportGenerator, cfg: FedTARConfig) -> None:
     if m.compare not in COMPARE_CHOICES:
         raise ValueError(f"model.compare must be one of {COMPARE_CHOICES}, got {m.compare!r}")
     if (m.compare != "none" or m.change_head) and m.prior not in ("image", "both"):
-        raise ValueError(f"model.compare = {m.compare!r} and model.change_head compare the prior image with the "
-                         f"current one: they need model.prior = image or both, got {m.prior!r}")
+        raise ValueError(f"model.compare = {m.compare!r} and model.change_head = {m.change_head} compare the prior "
+                         f"image with the current one: they need model.prior = image or both, got {m.prior!r}; for "
+                         f"model.prior = {m.prior} also set model.change_head = false, model.change_loss = 0, "
+                         "model.change_teacher = false and model.compare = none (the v1 generator)")
     dim = model.visual_proj.out_features
     if m.compare == "difference":
         if model.compare_type is None:
@@ -428,6 +430,8 @@ def load_model(folder: str | Path, overrides: dict | None = None) -> tuple[Repor
         raise FileNotFoundError(f"{folder}: no {MODEL_FILE}: not a saved FedTAR model")
     saved = json.loads((folder / CONFIG_FILE).read_text())
     saved.setdefault("lora.hypernetwork", "per-layer")  # models saved before the key had per-layer heads
+    for key, value in V1_GENERATOR.items():  # and no comparison modules
+        saved.setdefault(key, value)
     cfg = apply_overrides(FedTARConfig(), saved)
     cfg = apply_overrides(cfg, overrides or {})
     tokenizer = ReportTokenizer.load(folder)

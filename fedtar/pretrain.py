@@ -32,7 +32,7 @@ from torch import nn
 
 from data_adapters.records import find_manifests, read_manifest
 from data_adapters.synthetic import SyntheticConfig, generate_federation
-from fedtar.config import FedTARConfig, apply_overrides
+from fedtar.config import V1_GENERATOR, FedTARConfig, apply_overrides
 from fedtar.exams import Batch, concat_exams
 from fedtar.model import ARCHITECTURE_KEYS, COMPARISON_KEYS, MODEL_FILE, ReportGenerator, build_model, save_model
 from fedtar.site import load_site
@@ -102,8 +102,11 @@ def pretrain_base(out: str | Path, cfg: FedTARConfig, epochs: int | None = None,
                          "(fedtar prepare dicom --modality ct); the synthetic pool holds 2D radiographs only")
     epochs = DEFAULT_PRETRAIN_EPOCHS if epochs is None else epochs
     flat = cfg.to_flat()
+    # The comparison modules are named where they differ from the v1 generator (a fixed reference, not
+    # today's defaults: a change of default must not orphan the bases already cached).
+    v1 = apply_overrides(FedTARConfig(), V1_GENERATOR).to_flat()
     key = {"architecture": {k: flat[k] for k in ARCHITECTURE_KEYS}, "prior": flat["model.prior"],
-           **{k: flat[k] for k in COMPARISON_KEYS if flat[k] != FedTARConfig().to_flat()[k]},
+           **{k: flat[k] for k in COMPARISON_KEYS if flat[k] != v1[k]},
            "epochs": epochs, "lr": lr, "seed": cfg.train.seed}
     manifests: list[Path] = []
     if data is not None:

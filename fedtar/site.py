@@ -15,7 +15,7 @@ import torch
 from data_adapters.dataset import image_reader
 from data_adapters.records import ExamRecord, Manifest, read_manifest
 from fedtar.config import FedTARConfig
-from fedtar.demographics import PatientAssigner
+from fedtar.demographics import DiagonalGMM, PatientAssigner
 from fedtar.exams import ENCODE_CHUNK, Exams, load_exams
 from fedtar.tokenizer import ReportTokenizer, UnknownRate, unknown_rate
 
@@ -44,9 +44,23 @@ class SiteData:
         exams.batch_rows = torch.tensor([i for i in rows if exams.records[i].study_date >= cut], dtype=torch.long)
         return exams
 
+    def use_gmm(self, gmm: DiagonalGMM) -> None:
+        """Take a GMM fitted elsewhere (demographics.gmm_scope = federated) in place of the site's own."""
+        self.assigner = PatientAssigner(gmm, self.assigner.with_profile)
+        self.exams.q = self.assigner(self.exams.profiles)
+
+    def training_profiles(self) -> torch.Tensor:
+        return training_profiles(self.exams)
+
     @property
     def visits(self) -> list[int]:
         return sorted({r.visit_index for r in self.exams.records})
+
+
+def training_profiles(exams: Exams) -> torch.Tensor:
+    """The profiles a GMM is fitted on: the training patients' (all, where the site has none)."""
+    train = exams.where(split="train")
+    return train.profiles[train.rows()] if train.num_examples() else exams.profiles
 
 
 def load_site(source: str | Path | Manifest | list[ExamRecord], tokenizer: ReportTokenizer,
@@ -60,10 +74,9 @@ def load_site(source: str | Path | Manifest | list[ExamRecord], tokenizer: Repor
     if not len(exams):
         where = getattr(manifest, "path", "<records>")
         raise ValueError(f"{where}: no usable exams ({len(exams.skipped)} rows skipped)")
-    train = exams.where(split="train")
-    profiles = train.profiles[train.rows()] if train.num_examples() else exams.profiles
-    assigner = PatientAssigner.fit(profiles, cfg.demographics.gmm, cfg.demographics.gmm_components,
-                                   seed=cfg.train.seed, with_profile=cfg.demographics.with_profile)
+    dm = cfg.demographics
+    assigner = PatientAssigner.fit(training_profiles(exams), dm.gmm, dm.gmm_components, seed=cfg.train.seed,
+                                   with_profile=dm.with_profile, select=dm.gmm_select)
     exams.q = assigner(exams.profiles)
     site_name = name or (exams.records[0].site_id if exams.records else "site")
     return SiteData(site_name, exams, assigner, report_unknown_rate(site_name, exams.records, tokenizer, cfg))

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from data_adapters.synthetic import SyntheticConfig, generate_federation
-from fedtar.config import apply_overrides, load_config
+from fedtar.config import V1_GENERATOR, apply_overrides, load_config
 from fedtar.evaluation import evaluate_model
 from fedtar.exams import concat_exams
 from fedtar.model import adapt_model, build_model, load_model
@@ -34,6 +34,14 @@ def federation(tmp_path_factory):
 # The generator that states what changed (issue 19): a change head comparing prior and current
 # image tokens, its loss on the true change, the decoder taught on the true change.
 CHANGE_GENERATOR = {"model.change_head": True, "model.change_loss": 1.0, "model.change_teacher": True}
+# The options of that generator one step at a time (the slow test below): the head with its loss but
+# without the teacher (the step before the teacher; the full generator is the fast test's). The
+# difference tokens alone (model.compare = difference) were measured here too and score below the v1
+# generator (cmp_acc 0.286 against 0.352, 2026-12-05): they stay off by default and no test claims
+# they help (docs/results.md).
+GENERATOR_OPTIONS = {
+    "head-and-loss": {**V1_GENERATOR, "model.change_head": True, "model.change_loss": 1.0},
+}
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +51,7 @@ def bases(tmp_path_factory):
 
     def get(prior: str, generator: str = "v1"):
         if (prior, generator) not in made:
-            extra = CHANGE_GENERATOR if generator == "change" else {}
+            extra = {"change": CHANGE_GENERATOR, "v1": V1_GENERATOR, **GENERATOR_OPTIONS}[generator]
             cfg = load_config(overrides={**SMALL, "model.prior": prior, **extra})
             made[prior, generator] = pretrain_base(tmp_path_factory.mktemp(f"base_{prior}_{generator}"), cfg,
                                                    epochs=28, lr=3e-3, pool=POOL)
@@ -87,6 +95,17 @@ def test_the_change_generator_states_what_changed_better_than_the_v1_generator(b
           "v1", round(v1.overall["cmp_acc"], 3))
     assert change.overall["cmp_n"] > 60
     assert change.overall["cmp_acc"] > v1.overall["cmp_acc"] + 0.1, (change.overall["cmp_acc"], v1.overall["cmp_acc"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("option", sorted(GENERATOR_OPTIONS))
+def test_each_generator_option_against_the_v1_generator(bases, federation, option):
+    with_option, _ = held_out(*load_model(bases("both", option)), federation)
+    v1, _ = held_out(*load_model(bases("both")), federation)
+    print("comparison-to-prior accuracy:", option, round(with_option.overall["cmp_acc"], 3),
+          "v1", round(v1.overall["cmp_acc"], 3))
+    assert with_option.overall["cmp_acc"] > v1.overall["cmp_acc"] + 0.05, (with_option.overall["cmp_acc"],
+                                                                          v1.overall["cmp_acc"])
 
 
 def adapt(base_dir, federation, patient: bool, epochs: int = 16):

@@ -12,13 +12,16 @@ from dataclasses import fields
 from data_adapters.records import read_manifest
 from fedtar.adapters import PatientLoRALinear
 from fedtar.backbones import tiny_decoder_config, tiny_encoder_config
-from fedtar.config import load_config
+from fedtar.change_head import CHANGE_HEAD
+from fedtar.config import V1_GENERATOR, load_config
 from fedtar.demographics import PatientAssigner
 from fedtar.exams import Batch, load_exams
 from fedtar.model import adapt_model, build_model, load_model, save_model
 from fedtar.parameters import get_travelling_state, set_travelling_state, size_report, travelling_specs
 from fedtar.tokenizer import ReportTokenizer
 
+# What travels: the shared and patient LoRA factors, the hypernetwork, the patient projection, the change head.
+ADAPTER_TENSORS = ("lora_A", "lora_B", "hypernetwork.", "patient_proj", CHANGE_HEAD + ".")
 TINY = {"model.hidden_size": 32, "model.layers": 1, "model.heads": 2, "data.image_size": 32,
         "data.max_tokens": 64, "lora.hyper_dim": 8,
         "demographics.gmm": False}  # q_p = the profile itself: distinct for every patient
@@ -94,8 +97,8 @@ def test_travelling_set_excludes_frozen_base(site):
     model = build_model(load_config(overrides=TINY), tok)
     specs = travelling_specs(model)
     names = [s.name for s in specs]
-    assert names and all(any(k in n for k in ("lora_A", "lora_B", "hypernetwork.", "patient_proj"))
-                         for n in names)
+    assert names and all(any(k in n for k in ADAPTER_TENSORS) for n in names)
+    assert any(n.startswith(CHANGE_HEAD + ".") for n in names)  # the change generator's head travels too
     frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
     assert any(n.endswith("base.weight") for n in frozen) and "decoder.transformer.wte.weight" in frozen
     report = size_report(model)
@@ -220,7 +223,7 @@ def test_pretrained_cross_attention_stays_frozen_and_home(site, tmp_path):
     names = [s.name for s in travelling_specs(model)]
     assert not any("crossattention" in n and ".base." in n for n in names)
     assert any("crossattention" in n and "lora_A" in n for n in names)  # adapted by LoRA, like any layer
-    assert all(any(k in n for k in ("lora_A", "lora_B", "hypernetwork.", "patient_proj")) for n in names)
+    assert all(any(k in n for k in ADAPTER_TENSORS) for n in names)
 
 
 def test_shared_lora_exports_to_peft_and_loads_there(site, tmp_path):
@@ -232,7 +235,7 @@ def test_shared_lora_exports_to_peft_and_loads_there(site, tmp_path):
 
     tok, exams = site
     torch.manual_seed(0)
-    cfg = load_config(overrides={**TINY, "lora.patient": False, "model.prior": "none"})
+    cfg = load_config(overrides={**TINY, **V1_GENERATOR, "lora.patient": False, "model.prior": "none"})
     model = build_model(cfg, tok).eval()
     _perturb_adapters(model)
     plain_decoder = copy.deepcopy(model.decoder)
