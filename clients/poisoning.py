@@ -32,16 +32,25 @@ CONTROL_RECORDS = ("val-grad", "scaffold-dc")
 REPORT_COLUMNS = ("findings", "impression", "labels", "changes")
 
 
-def poisoning_app(kind: str, scale: float, visit: int | None = None) -> Callable[[Message, Context], Message]:
-    """A node app (for InProcessGrid) answering train messages with poisoned states."""
+def poisoning_app(kind: str, scale: float, visit: int | None = None,
+                  train_manifest: str | Path | None = None) -> Callable[[Message, Context], Message]:
+    """A node app (for InProcessGrid) answering train messages with poisoned states. With
+    `train_manifest` (e.g. `shuffled_reports`' copy) it trains on that manifest and is scored on its
+    own: a test exam's prior report comes from the training rows, so scoring on the copy would
+    score the site on shuffled priors."""
     if kind not in POISON_KINDS:
         raise ValueError(f"poison kind must be one of {', '.join(POISON_KINDS)}, got {kind!r}")
     target = None if visit is None else f"visit-{visit}"
     sign = -1.0 if kind == "flip" else 1.0
 
     def app(msg: Message, context: Context) -> Message:
+        training = msg.metadata.message_type == "train"
+        if training and train_manifest is not None:
+            context = Context(run_id=context.run_id, node_id=context.node_id, state=context.state,
+                              node_config={**dict(context.node_config), "manifest": str(train_manifest)},
+                              run_config=context.run_config)
         reply = client_app(msg, context)
-        if msg.metadata.message_type != "train" or reply.has_error():
+        if not training or reply.has_error():
             return reply
         start = state_from_record(msg.content["global"])
         transport = str(msg.content["config"].get("federation.transport_dtype", "float32"))

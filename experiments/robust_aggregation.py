@@ -51,7 +51,7 @@ SWEEP = "experiments/fta2.toml"
 SITES = 4
 # The robust modes' parameters for 4 sites: trimmed-mean cuts one site per tail (which, with 4
 # sites, is the median: the mean of the two middle values), multikrum assumes one hostile site and
-# averages the two best-scored states.
+# averages the two best-scored states (`--modes multikrum-keep3`: the three, n - f as in Blanchard et al.).
 ROBUST = {"federation.min_sites": 2, "federation.trim_beta": 0.25, "federation.krum_byzantine": 1,
           "federation.krum_keep": 2}
 METRICS = ("cider", "ce_f1", "bleu4")
@@ -65,17 +65,24 @@ def attacks(flip: float, boost: float, visit: int) -> dict[str, dict[str, Any]]:
             "visit": {"kind": "flip", "scale": 2 * flip, "visit": visit}}
 
 
+def mode_values(mode: str) -> dict[str, Any]:
+    """A --modes entry: a federation.robust mode, or multikrum-keepK (Multi-Krum averaging K states)."""
+    robust, _, keep = mode.partition("-keep")
+    return {"federation.robust": robust, **({"federation.krum_keep": int(keep)} if keep else {})}
+
+
 def run_case(model: dict[str, Any], base: Path, fed: Path, out: Path, mode: str, attack: dict[str, Any], seed: int,
              rounds: int) -> Any:
     """One FedTAR run: sites 1-3 honest, site 4 honest (no attack) or poisoning."""
     nodes: list[dict[str, Any]] = [{"partition-id": i, "num-partitions": SITES} for i in range(SITES)]
     apps = [client_app] * SITES
     if attack:
-        apps[-1] = poisoning_app(attack["kind"], attack["scale"], attack.get("visit"))
-        if attack.get("shuffled"):
-            nodes[-1] = {"manifest": str(shuffled_reports(find_manifests(fed)[-1], seed))}
+        shuffled = shuffled_reports(find_manifests(fed)[-1], seed) if attack.get("shuffled") else None
+        apps[-1] = poisoning_app(attack["kind"], attack["scale"], attack.get("visit"), train_manifest=shuffled)
     values = {**model, "base-dir": str(base), "data-root": str(fed), "out-dir": str(out),
-              "federation.rounds": rounds, "federation.robust": mode, "train.seed": seed}
+              "federation.rounds": rounds, **mode_values(mode), "train.seed": seed,
+              # the cached case is the mark of a finished run: a folder without one was cut off, start it over
+              "overwrite": True}
     return run_from_values(InProcessGrid(apps, nodes), values)
 
 

@@ -230,3 +230,69 @@ def test_shuffled_reports_give_every_training_row_another_rows_report(four_sites
     # The same reports, only moved: a permutation of the training rows' reports.
     key = lambda r: tuple(r[c] for c in REPORT_COLUMNS)  # noqa: E731
     assert sorted(key(before[i]) for i in train) == sorted(key(after[i]) for i in train)
+
+
+def test_a_label_flipping_site_trains_on_its_copy_and_is_scored_on_its_own_reports(tiny_base, four_sites, tmp_path):
+    # The copy's training rows are the priors of its test exams: scored on the copy, the site would
+    # be scored on shuffled prior reports. Here the copy is missing, so every train message fails
+    # naming it while every evaluate message (on the site's own manifest) succeeds.
+    from aggregator.server_app import run_from_values
+    from clients.client_app import app as client_app
+    from clients.poisoning import poisoning_app
+    from test_federation import values
+
+    missing = tmp_path / "nowhere" / "manifest.shuffled.csv"
+    apps = [client_app] * 3 + [poisoning_app("boost", 1.0, train_manifest=missing)]
+    grid = InProcessGrid(apps, [{"partition-id": i, "num-partitions": 4} for i in range(4)], record=True)
+    result = run_from_values(grid, values(tiny_base, four_sites, tmp_path / "run", federation__rounds=1))
+    assert result.status == "completed" and result.history[0]["valid"] == 3
+    site4 = [r for r in grid.replies if r.metadata.src_node_id == 1003]
+    trained = [r for r in site4 if r.metadata.message_type == "train"]
+    scored = [r for r in site4 if r.metadata.message_type == "evaluate"]
+    assert trained and all(r.has_error() and "nowhere" in r.error.reason for r in trained)
+    assert scored and not any(r.has_error() for r in scored)
+
+
+# -- on a model that writes reports (slow) ------------------------------------
+@pytest.mark.slow
+def test_multikrum_keeps_report_quality_that_a_label_flipping_site_destroys(tmp_path_factory):
+    """The smallest version of experiments/robust_aggregation.py: a base that writes reports, four sites,
+    site 4 trains on other exams' reports and boosts its update; Multi-Krum (f 1, keep 3) against the
+    plain mean, scored by test CIDEr against the clean run."""
+    from aggregator.server_app import run_from_values
+    from clients.client_app import app as client_app
+    from clients.poisoning import poisoning_app, shuffled_reports
+    from data_adapters.records import find_manifests
+    from data_adapters.synthetic import SyntheticConfig, generate_federation
+    from fedtar.pretrain import pretrain_base
+
+    model = {"model.hidden_size": 64, "model.layers": 2, "model.heads": 2, "data.image_size": 32,
+             "demographics.gmm_components": 4, "lora.hyper_dim": 8, "client.local_epochs": 1,
+             "client.eval_meteor": False, "data.batch_size": 8, "train.lr": 1e-3, "policy.meta_lr": 1e-2,
+             "federation.min_sites": 2}
+    base = pretrain_base(tmp_path_factory.mktemp("writing_base"), load_config(overrides=model), epochs=15,
+                         lr=3e-3, pool=SyntheticConfig(sites=3, patients=40, visits=4, seed=500, image_size=32,
+                                                       site_prefix="public", first_site_index=100))
+    fed = tmp_path_factory.mktemp("four_writing_sites")
+    generate_federation(fed, SyntheticConfig(sites=4, patients=16, visits=4, seed=9, image_size=32))
+    shuffled = shuffled_reports(find_manifests(fed)[-1], seed=0)
+
+    def cider(name: str, robust: str, attacked: bool) -> float:
+        apps = [client_app] * 3 + [poisoning_app("boost", 8.0, train_manifest=shuffled) if attacked else client_app]
+        grid = InProcessGrid(apps, [{"partition-id": i, "num-partitions": 4} for i in range(4)])
+        out = tmp_path_factory.mktemp(name)
+        result = run_from_values(grid, {**model, "base-dir": str(base), "data-root": str(fed), "out-dir": str(out),
+                                        "federation.rounds": 3, "federation.robust": robust,
+                                        "federation.krum_byzantine": 1, "federation.krum_keep": 3})
+        assert result.status == "completed"
+        return result.metrics["cider"]
+
+    clean = cider("clean", "none", False)
+    undefended = cider("undefended", "none", True)
+    defended = cider("defended", "multikrum", True)
+    print(f"test CIDEr: clean {clean:.3f}, label-flipping site under the mean {undefended:.3f}, "
+          f"under multikrum {defended:.3f}")
+    assert clean > 0.5, clean  # the model writes reports
+    assert undefended < 0.8 * clean, (undefended, clean)  # the attack hurts
+    assert defended > undefended + 0.15 * clean, (defended, undefended, clean)
+    assert abs(clean - defended) < abs(clean - undefended) - 0.1 * clean
