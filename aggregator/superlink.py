@@ -12,15 +12,14 @@ import json
 import logging
 import os
 import re
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fedtar.config import load_dataclass_toml
+from fedtar.flower_processes import flower_tool, stop
 
 log = logging.getLogger(__name__)
 FINISHED_PREFIX = "finished:"
@@ -82,12 +81,6 @@ def superlink_command(cfg: ServerRoleConfig) -> list[str]:
     if cfg.log_file:
         cmd += ["--log-file", cfg.log_file]
     return cmd
-
-
-def flower_tool(name: str) -> str:
-    """A Flower executable next to this Python (a venv), else from PATH."""
-    local = Path(sys.executable).parent / name
-    return str(local) if local.is_file() else name
 
 
 def write_connection(cfg: ServerRoleConfig) -> Path:
@@ -325,62 +318,6 @@ def checkpoint_progress(out_dir: str | Path) -> Callable[[], int]:
     """Progress of a run as the number of rounds checkpointed in its out-dir."""
     folder = Path(out_dir) / "checkpoints"
     return lambda: len(list(folder.glob("round-*.pt"))) if folder.is_dir() else 0
-
-
-def stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
-    """Stop a Flower process and every process it started (terminate, then kill after `grace` seconds).
-
-    The process leads its own process group (started with ``start_new_session``); its
-    descendants (SuperExec, ServerApp, ClientApp processes) are also collected with psutil
-    first, so one that left the group is stopped as well.
-    """
-    import psutil
-
-    try:
-        family = psutil.Process(proc.pid).children(recursive=True)
-    except psutil.Error:
-        family = []
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            _killpg(proc.pid)
-            proc.wait(grace)
-    _killpg(proc.pid)  # children that outlived the leader
-    for child in family:
-        try:
-            child.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(family, timeout=grace)
-
-
-def _killpg(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-class Stopped(BaseException):
-    """SIGTERM or SIGINT arrived: unwind so that every Flower child is stopped (``finally``)."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-def raise_on_signals() -> None:
-    """SIGTERM and SIGINT raise `Stopped` in the main thread (a process manager's stop, Ctrl-C)."""
-    def handler(signum, _frame):
-        raise Stopped(signum)
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, handler)
 
 
 # `fedtar server` exit codes (docs/guides/deploy.md).

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from aggregator.superlink import flower_tool
 from clients.node_policy import pins_json
 from fedtar.config import load_dataclass_toml
+from fedtar.flower_processes import flower_tool, stop
 
 
 @dataclass
@@ -292,7 +292,5 @@ class NodeRunner:
         return EXIT_GAVE_UP
 
     def _stop_proc(self) -> None:
-        from aggregator.superlink import stop
-
         if self.proc is not None:
             stop(self.proc)

@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fedtar.private_files import write_owner_only
+from data_adapters.private_files import write_owner_only
 
 from .phi_text import PLACEHOLDER, scrub_text  # noqa: F401  (PLACEHOLDER: the adapters' one placeholder)
 

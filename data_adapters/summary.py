@@ -11,9 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fedtar.tables import format_table
-
-from .records import ExamRecord, Manifest, read_manifest
+from .records import ExamRecord, Manifest
 
 WORD = re.compile(r"[a-z]+")
 
@@ -72,23 +70,3 @@ def prevalence_by_visit(records: list[ExamRecord]) -> dict[str, dict[int, float]
             at_t = [r for r in records if r.visit_index == t]
             out[f][t] = sum(r.labels.get(f, 0) > 0 for r in at_t) / max(len(at_t), 1)
     return out
-
-
-def summary_text(manifest_paths: list[Path]) -> str:
-    manifests = [read_manifest(p) for p in manifest_paths]
-    sites = [summarize_site(m) for m in manifests]
-    rows = [[s.site_id, s.patients, s.exams, f"{s.age_mean:.1f}±{s.age_sd:.1f}", f"{100 * s.female:.0f}%",
-             f"{s.first_year}-{s.last_year}", s.intensity, s.noise, len(s.vocabulary), s.skipped] for s in sites]
-    text = [format_table(
-        ["site", "patients", "exams", "age", "female", "years", "mean px", "noise", "vocab", "skipped"], rows)]
-    records = [r for m in manifests for r in m.records]
-    prev = prevalence_by_visit(records)
-    if prev:
-        visits = sorted(next(iter(prev.values())))
-        text.append("\nFinding prevalence per visit index (all sites):")
-        text.append(format_table(["finding", *(f"t={t}" for t in visits)],
-                                 [[f, *(v[t] for t in visits)] for f, v in prev.items()], digits=2))
-    for m in manifests:
-        for s in m.skipped:
-            text.append(f"skipped {s}")
-    return "\n".join(text)

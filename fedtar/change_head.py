@@ -11,7 +11,7 @@ comparison explicitly:
   shared, so positions align) and a small MLP reads [current, prior, current - prior];
 - one learned query per CheXpert observation pools those tokens (where a finding sits differs
   per finding), and a linear layer classifies the change: none / new / increased / decreased /
-  unchanged / resolved (fedtar.findings.CHANGE_TARGETS);
+  unchanged / resolved (data_adapters.findings.CHANGE_TARGETS);
 - the pooled features and the class probabilities become one memory token per observation
   that the decoder's cross-attention reads beside the image tokens (`model.change_head`);
 - `model.change_loss` > 0 supervises the classifier with the change between the prior's and
@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fedtar.findings import CHANGE_TARGETS, CHEXPERT_OBSERVATIONS
+from data_adapters.findings import CHANGE_TARGETS, CHEXPERT_OBSERVATIONS
 
 CHANGE_HEAD = "change_head"  # the module's name in ReportGenerator: a marker of trainable, travelling tensors
 

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from data_adapters.findings import CHANGE_TARGETS, CHEXPERT_OBSERVATIONS
 from fedtar.exams import Exams
-from fedtar.findings import CHANGE_TARGETS, CHEXPERT_OBSERVATIONS
 
 NONE = CHANGE_TARGETS.index("none")
 

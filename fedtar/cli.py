@@ -43,7 +43,7 @@ def _positive_float(text: str) -> float:
 def _synth(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from data_adapters.summary import summary_text
+    from fedtar.federation_summary import summary_text
     from data_adapters.synthetic import SyntheticConfig, generate_federation
     from fedtar.output_folder import claim_output, content_hash
 
@@ -258,19 +258,17 @@ def _server(args: argparse.Namespace) -> int:
     from aggregator.superlink import (
         EXIT_FLOWER,
         SuperLinkStartError,
-        Stopped,
         checkpoint_progress,
         console_log,
         load_server_config,
         parse_run_config,
-        raise_on_signals,
         register_nodes,
         run_outcome,
         start_superlink,
-        stop,
         submit_run,
         wait_run,
     )
+    from fedtar.flower_processes import Stopped, raise_on_signals, stop
 
     cfg, _ = load_server_config(args.config)
     if cfg.insecure and not args.insecure:

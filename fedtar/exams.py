@@ -19,10 +19,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from data_adapters.dataset import ImageReader, ImageStore, StoreUnion, check_image, image_reader
+from data_adapters.findings import CHEXPERT_OBSERVATIONS, change_targets
 from data_adapters.image_mode import read_failure
 from data_adapters.records import ExamRecord, Manifest, SkippedRow, assign_visits, log_skips, read_manifest
 from fedtar.demographics import profile_vectors
-from fedtar.findings import CHEXPERT_OBSERVATIONS, change_targets
 from fedtar.tokenizer import ReportTokenizer
 
 log = logging.getLogger(__name__)

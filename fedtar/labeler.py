@@ -53,8 +53,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from data_adapters.findings import CHEXPERT_OBSERVATIONS
 from fedtar.chexpert_phrases import EXTRA_MENTIONS, EXTRA_UNMENTIONS, MENTIONS, UNMENTIONS
-from fedtar.findings import CHEXPERT_OBSERVATIONS
 
 PATHOLOGIES = tuple(o for o in CHEXPERT_OBSERVATIONS if o not in ("No Finding", "Support Devices"))
 

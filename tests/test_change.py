@@ -7,11 +7,11 @@ import itertools
 import pytest
 import torch
 
+from data_adapters.findings import CHANGE_TARGETS, CHEXPERT_OBSERVATIONS, change_between, change_targets
 from data_adapters.records import read_manifest
 from fedtar.change_probe import measure_ceiling, train_probe
 from fedtar.config import load_config
 from fedtar.exams import concat_exams, load_exams
-from fedtar.findings import CHANGE_TARGETS, CHEXPERT_OBSERVATIONS, change_between, change_targets
 from fedtar.model import adapt_model, build_model, load_model, save_model
 from fedtar.parameters import travelling_specs
 from fedtar.tokenizer import ReportTokenizer

@@ -40,7 +40,6 @@ from aggregator.superlink import (
     register_nodes,
     run_error,
     start_superlink,
-    stop,
     submit_run,
     wait_run,
 )
@@ -51,6 +50,7 @@ from data_adapters.synthetic import SyntheticConfig, generate_federation
 from fedtar.audit import read_log, verify_chain
 from fedtar.cli import main
 from fedtar.config import read_toml
+from fedtar.flower_processes import stop
 
 APP = Path(__file__).resolve().parents[1]
 # Deadlines scale with measured progress: a run fails when neither a site's reply (audit

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fedtar.findings import CHEXPERT_OBSERVATIONS
+from data_adapters.findings import CHEXPERT_OBSERVATIONS
 from fedtar.labeler import extract_changes, label_report
 from report_corpus import HELD_OUT, REPORTS
 

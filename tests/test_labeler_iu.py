@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from fedtar.findings import CHEXPERT_OBSERVATIONS
+from data_adapters.findings import CHEXPERT_OBSERVATIONS
 from fedtar.labeler import label_report
 from fedtar.metrics.iu_reports import (
     DEV_LABELS,

@@ -11,7 +11,7 @@ from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
 from pycocoevalcap.rouge.rouge import Rouge
 
-from fedtar.findings import CHEXPERT_OBSERVATIONS
+from data_adapters.findings import CHEXPERT_OBSERVATIONS
 from fedtar.labeler import extract_changes, label_report
 from fedtar.metrics import (PROTOCOLS, bleu, cider_d, comparison_accuracy, evaluate_by_visit, evaluate_reports, meteor,
                             metric_tokens, rouge_l, temporal_entity_f1)

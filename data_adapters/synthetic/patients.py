@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fedtar.findings import change_between
+from data_adapters.findings import change_between
 
 # The findings the generator draws, with (baseline prevalence, onset per visit).
 SIMULATED_FINDINGS: dict[str, tuple[float, float]] = {

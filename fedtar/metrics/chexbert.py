@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fedtar.findings import CHEXPERT_OBSERVATIONS
+from data_adapters.findings import CHEXPERT_OBSERVATIONS
 
 # f1chexbert's class order and its label codes (0 blank, 1 positive, 2 negative, 3 uncertain).
 _CHEXBERT_ORDER = ("Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity", "Lung Lesion", "Edema",

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from fedtar.findings import CHEXPERT_OBSERVATIONS
+from data_adapters.findings import CHEXPERT_OBSERVATIONS
 from fedtar.labeler import label_report
 
 FIVE_OBSERVATIONS = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion")
