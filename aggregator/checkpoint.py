@@ -17,22 +17,22 @@ from typing import Any
 import torch
 
 from fedtar.config import FedTARConfig, apply_overrides
-from fedtar.model import MODEL_FILE, ReportGenerator, adapt_model, load_model
-from fedtar.parameters import set_travelling_state
-from fedtar.run_pins import check_base, parse_override_keys, pins, resume_changes
-from fedtar.tokenizer import ReportTokenizer
+from fedtar.generator.model import MODEL_FILE, ReportGenerator, adapt_model, load_model
+from fedtar.generator.parameters import set_travelling_state
+from fedtar.trust.run_pins import check_base, parse_override_keys, pins, resume_changes
+from fedtar.data.tokenizer import ReportTokenizer
 
 LATEST = "latest.pt"
 # A finished run's folder: server results, the final global travelling state, and run.json
 # (the base and the config that rebuild the final model).
 RESULTS_FILE, FINAL_STATE_FILE, RUN_FILE = "results.json", "final_state.pt", "run.json"
-RECEIVED_FILE = "received.jsonl"  # digest of every reply the server received (see fedtar.audit)
+RECEIVED_FILE = "received.jsonl"  # digest of every reply the server received (see fedtar.trust.audit)
 
 
 def save_checkpoint(folder: str | Path, server_round: int, global_state: dict[str, torch.Tensor],
                     strategy_state: dict[str, Any], config: dict[str, Any], history: list[dict],
                     pins: dict[str, str] | None = None) -> Path:
-    """`pins`: the base and config hashes the round was trained with (fedtar.run_pins)."""
+    """`pins`: the base and config hashes the round was trained with (fedtar.trust.run_pins)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     payload = {"round": server_round, "global": global_state, "strategy": strategy_state, "config": config,

@@ -51,8 +51,8 @@ from aggregator.simulation import (
 )
 from data_adapters.synthetic import SyntheticConfig
 from fedtar.config import apply_overrides, load_config, load_dataclass_toml, named_preset, read_toml
-from fedtar.evaluation import REPORT_COLUMNS
-from fedtar.tables import format_table
+from fedtar.scoring.evaluation import REPORT_COLUMNS
+from fedtar.operations.tables import format_table
 
 log = logging.getLogger(__name__)
 SWEEP_CHOSEN = ("train.lr", "policy.meta_lr")  # a sweep sets these for every setting ([config], the search)
@@ -71,7 +71,7 @@ class ExperimentConfig:
     loso_seeds: list[int] = field(default_factory=list)    # seeds for it (default: seeds)
     data: str = ""                     # prepared manifests (e.g. MIMIC-CXR) instead of the synthetic federation
     base: str = ""                     # a pretrained base; default OUT/base from the synthetic public pool
-    pretrain_epochs: int = 0           # 0: fedtar.pretrain.DEFAULT_PRETRAIN_EPOCHS
+    pretrain_epochs: int = 0           # 0: fedtar.learning.pretrain.DEFAULT_PRETRAIN_EPOCHS
     sites: int = 4                     # synthetic federation size
     patients: int = 40
     visits: int = 5
@@ -83,7 +83,7 @@ class ExperimentConfig:
     # on the validation split, and the setting with the best mean `select_metric` there is named in the
     # report ("" = off). Test numbers never choose anything.
     select_metric: str = ""
-    # The learnability ceiling of cmp_acc (fedtar.change_probe): a CNN trained centrally on the change
+    # The learnability ceiling of cmp_acc (fedtar.scoring.change_probe): a CNN trained centrally on the change
     # labels of the training split, read at data.image_size, scored on the test split.
     ceiling: bool = False
 
@@ -106,7 +106,7 @@ class Sweep:
         synth = self.synthetic_config()
         if not (synth.fta or synth.demographic_signal):
             return None
-        from fedtar.pretrain import public_pool_config
+        from fedtar.learning.pretrain import public_pool_config
 
         return dataclasses.replace(public_pool_config(), timeline_spread=synth.timeline_spread,
                                    drift_events=synth.drift_events, demographic_signal=synth.demographic_signal,
@@ -254,10 +254,10 @@ def measure_sweep_ceiling(out: Path, cfg: Any, base_dir: Path, data: str) -> dic
         cached = json.loads(cache.read_text())
         if cached.pop("key", None) == key:
             return cached
-    from fedtar.change_probe import measure_ceiling, train_probe
-    from fedtar.exams import concat_exams
-    from fedtar.site import load_site
-    from fedtar.tokenizer import ReportTokenizer
+    from fedtar.scoring.change_probe import measure_ceiling, train_probe
+    from fedtar.data.exams import concat_exams
+    from fedtar.data.site import load_site
+    from fedtar.data.tokenizer import ReportTokenizer
 
     tokenizer = ReportTokenizer.load(base_dir)
     sites = [load_site(m, tokenizer, cfg) for m in _manifests(data)]
@@ -282,9 +282,9 @@ def measure_start(out: Path, cfg: Any, base_dir: Path, data: str) -> dict[str, d
             return cached
     import torch
 
-    from fedtar.evaluation import evaluate_model, flat_metrics
-    from fedtar.model import adapt_model, load_model
-    from fedtar.site import load_site
+    from fedtar.scoring.evaluation import evaluate_model, flat_metrics
+    from fedtar.generator.model import adapt_model, load_model
+    from fedtar.data.site import load_site
 
     base, tokenizer = load_model(base_dir)
     torch.manual_seed(cfg.train.seed)
@@ -472,7 +472,7 @@ def write_report(out: Path, sweep: Sweep, main: list[RunSummary], loso: dict[int
                  > float(start[split].get("cider", math.nan))]
         lines += [f"Settings whose mean CIDEr is above the start: {', '.join(above) if above else 'none'}.", ""]
     if ceiling:
-        lines += ["## What can be seen: the cmp_acc ceiling (fedtar.change_probe)", "", ceiling_table(ceiling, main), ""]
+        lines += ["## What can be seen: the cmp_acc ceiling (fedtar.scoring.change_probe)", "", ceiling_table(ceiling, main), ""]
     summary = honest_summary(main)
     if summary:
         lines += ["Where FedTAR stands, metric by metric:", "", *summary, ""]

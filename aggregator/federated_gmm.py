@@ -4,7 +4,7 @@ DESIGN.md fits q_p's GMM at each site on its own patients, so the same component
 patients at different sites while the hypernetwork that reads q_p is shared. Here every site
 assigns its patients to the same components. Each EM step is one query message per site: the
 server sends the candidate mixtures, each site answers with per-component sums over its training
-patients' profiles (fedtar.demographics.site_statistics), and the server's M-step divides the summed
+patients' profiles (fedtar.data.demographics.site_statistics), and the server's M-step divides the summed
 sums. The first query asks only for the sites' count, sum and sum of squares, which place the start.
 With demographics.gmm_select = bic every component count 1..gmm_components is fitted at once (the
 same messages carry them all) and the count with the lowest BIC on the summed log-likelihoods wins.
@@ -27,7 +27,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
 from fedtar.config import FedTARConfig
-from fedtar.demographics import (
+from fedtar.data.demographics import (
     BIC_TOLERANCE,
     GMM_CANDIDATES,
     GMM_STATISTICS,
@@ -39,7 +39,7 @@ from fedtar.demographics import (
     moments_from_state,
     statistics_from_state,
 )
-from fedtar.parameters import state_from_record
+from fedtar.generator.parameters import state_from_record
 
 log = logging.getLogger(__name__)
 EM_STEPS = 100  # as a site-local fit (DiagonalGMM.fit); EM stops earlier once it converges

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from fedtar.parameters import TensorSpec
+from fedtar.generator.parameters import TensorSpec
 
 log = logging.getLogger(__name__)
 State = dict[str, torch.Tensor]

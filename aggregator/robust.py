@@ -25,7 +25,7 @@ from typing import Protocol
 
 import torch
 
-from fedtar.temporal_policy import RunningMean, weighted_mean
+from fedtar.learning.temporal_policy import RunningMean, weighted_mean
 
 State = dict[str, torch.Tensor]
 ROBUST_MODES = ("none", "median", "trimmed-mean", "multikrum")

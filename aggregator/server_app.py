@@ -20,7 +20,7 @@ from flwr.serverapp import Grid, ServerApp
 from aggregator.server_loop import FederationResult, RunPaths, run_federation
 from aggregator.flower_app import NOT_SET, PATH_KEYS
 from fedtar.config import FedTARConfig, load_config
-from fedtar.model import ARCHITECTURE_KEYS, CONFIG_FILE
+from fedtar.generator.model import ARCHITECTURE_KEYS, CONFIG_FILE
 
 
 def settings(values: Mapping[str, Any]) -> tuple[FedTARConfig, RunPaths]:

@@ -34,12 +34,12 @@ from aggregator.federated_gmm import FederatedGMMError, fit_federated_gmm
 from aggregator.strategies import STRATEGIES, FederatedStrategy, Scaffold
 from data_adapters.records import find_manifests
 from fedtar.config import FedTARConfig
-from fedtar.exams import concat_exams
-from fedtar.model import adapt_model, load_model
-from fedtar.parameters import get_travelling_state, set_travelling_state, state_from_record, travelling_specs
-from fedtar.site import load_site
-from fedtar.tracking import TB_DIR, Tracker
-from fedtar.training import validation_gradient
+from fedtar.data.exams import concat_exams
+from fedtar.generator.model import adapt_model, load_model
+from fedtar.generator.parameters import get_travelling_state, set_travelling_state, state_from_record, travelling_specs
+from fedtar.data.site import load_site
+from fedtar.operations.tracking import TB_DIR, Tracker
+from fedtar.learning.training import validation_gradient
 
 log = logging.getLogger("fedtar.server")
 
@@ -52,7 +52,7 @@ class RunPaths:
     data_sites: str = ""           # simulation: comma-separated site indices the nodes map to
     resume: bool = False
     overwrite: bool = False        # a new run in a folder with an earlier run's checkpoints: remove them
-    resume_override: str = ""      # config keys a resume may change (comma list; fedtar.run_pins)
+    resume_override: str = ""      # config keys a resume may change (comma list; fedtar.trust.run_pins)
 
 
 @dataclass

@@ -32,12 +32,12 @@ from data_adapters.records import find_manifests
 from data_adapters.synthetic import SyntheticConfig, ensure_federation
 from fedtar.config import FedTARConfig, apply_overrides, validate_config
 from fedtar.demo import train_central
-from fedtar.evaluation import REPORT_COLUMNS, evaluate_model, flat_metrics
-from fedtar.model import adapt_model, load_model
-from fedtar.output_folder import safe_child
-from fedtar.pretrain import pretrain_base
-from fedtar.site import load_site
-from fedtar.tables import format_table
+from fedtar.scoring.evaluation import REPORT_COLUMNS, evaluate_model, flat_metrics
+from fedtar.generator.model import adapt_model, load_model
+from fedtar.operations.output_folder import safe_child
+from fedtar.learning.pretrain import pretrain_base
+from fedtar.data.site import load_site
+from fedtar.operations.tables import format_table
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +60,9 @@ class SimulationPlan:
     holdout_site: int | None = None   # train on the other sites, evaluate on this one
     engine: str = "ray"               # ray | inprocess
     resume: bool = False              # continue each run from its last checkpoint
-    resume_override: str = ""         # config keys a resume may change (fedtar.run_pins)
+    resume_override: str = ""         # config keys a resume may change (fedtar.trust.run_pins)
     skip_done: bool = False           # reuse runs whose results.json says completed (resumable sweeps)
-    pretrain_epochs: int | None = None  # None: fedtar.pretrain.DEFAULT_PRETRAIN_EPOCHS
+    pretrain_epochs: int | None = None  # None: fedtar.learning.pretrain.DEFAULT_PRETRAIN_EPOCHS
 
     def all_variants(self) -> list[Variant]:
         return [Variant(s, s) for s in self.strategies] + list(self.variants)
@@ -131,7 +131,7 @@ def run_simulations(out: str | Path, cfg: FedTARConfig, plan: SimulationPlan,
                     overwrite: bool = False) -> list[RunSummary]:
     """`data`: prepared manifests (a federation folder or a comma list of manifest files) to use
     instead of the synthetic federation written under OUT/federation. `pool`: the synthetic public
-    pool the base is pretrained on when no base is given (default: fedtar.pretrain's). A run folder
+    pool the base is pretrained on when no base is given (default: fedtar.learning.pretrain's). A run folder
     holding an earlier run is refused unless resuming or `overwrite` (sweeps redo unfinished runs)."""
     out = Path(out)
     if data:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fedtar.config import load_dataclass_toml
-from fedtar.flower_processes import flower_tool, stop
+from fedtar.operations.flower_processes import flower_tool, stop
 
 log = logging.getLogger(__name__)
 FINISHED_PREFIX = "finished:"

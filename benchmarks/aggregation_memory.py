@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from fedtar.tables import format_table
+from fedtar.operations.tables import format_table
 
 CHILD = """
 import json, resource, sys
@@ -31,9 +31,9 @@ from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
 from aggregator.inprocess_grid import InProcessGrid
 from aggregator.strategies import STRATEGIES
 from fedtar.config import load_config
-from fedtar.model import build_model
-from fedtar.parameters import get_travelling_state, travelling_specs
-from fedtar.tokenizer import ReportTokenizer
+from fedtar.generator.model import build_model
+from fedtar.generator.parameters import get_travelling_state, travelling_specs
+from fedtar.data.tokenizer import ReportTokenizer
 k, name = int(sys.argv[1]), sys.argv[2]
 cfg = load_config(overrides={"model.hidden_size": 64, "model.heads": 2, "policy.kind": "uniform",
                              "federation.strategy": name})

@@ -1,7 +1,7 @@
 """Benchmark 2: what each site uploads, per round and per run, against the model's size.
 
 FedTAR uploads one travelling state per visit index (T per round); pooled
-baselines upload one. Sizes come from `fedtar.parameters` (the one list of
+baselines upload one. Sizes come from `fedtar.generator.parameters` (the one list of
 travelling tensors, and the bytes as uploaded in `federation.transport_dtype`)
 for the demo model and for the paper's backbone shapes (CvT-21 + DistilGPT2
 built from configs with random weights: nothing is downloaded), with the
@@ -22,10 +22,10 @@ import time
 from pathlib import Path
 
 from fedtar.config import load_config
-from fedtar.model import build_model
-from fedtar.parameters import TRANSPORT_DTYPES, size_report, travelling_specs
-from fedtar.tables import format_table
-from fedtar.tokenizer import ReportTokenizer
+from fedtar.generator.model import build_model
+from fedtar.generator.parameters import TRANSPORT_DTYPES, size_report, travelling_specs
+from fedtar.operations.tables import format_table
+from fedtar.data.tokenizer import ReportTokenizer
 from paper_model import paper_backbones, paper_model_from  # benchmarks/paper_model.py (run from the repo root)
 
 # Adapter variants: the paper's per-layer heads, the shared generator at the default width, and at half width.

@@ -24,10 +24,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from fedtar.config import load_config
-from fedtar.exams import Batch
-from fedtar.model import build_model, q_dim
-from fedtar.tables import format_table
-from fedtar.tokenizer import ReportTokenizer
+from fedtar.data.exams import Batch
+from fedtar.generator.model import build_model, q_dim
+from fedtar.operations.tables import format_table
+from fedtar.data.tokenizer import ReportTokenizer
 from paper_model import paper_model  # benchmarks/paper_model.py (scripts run from the repo root)
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import psutil
 
-from fedtar.tables import format_table
+from fedtar.operations.tables import format_table
 from machine_info import machine_info
 
 RESULTS = Path(__file__).parent / "results" / "rehearsal_scale.json"

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from fedtar.tables import format_table
+from fedtar.operations.tables import format_table
 
 MODEL = {"model.hidden_size": 64, "model.heads": 2, "client.local_epochs": 1, "client.eval_meteor": False}
 
@@ -63,7 +63,7 @@ def main() -> None:
     args = p.parse_args()
     from data_adapters.synthetic import SyntheticConfig
     from fedtar.config import load_config
-    from fedtar.pretrain import pretrain_base
+    from fedtar.learning.pretrain import pretrain_base
 
     rows, results = [], []
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,9 +1,9 @@
 """Peak memory of training at 384 px as a site grows, and loader throughput by worker count.
 
-For each exam count (default 2k and 20k) a fresh process loads one site (fedtar.site.load_site:
+For each exam count (default 2k and 20k) a fresh process loads one site (fedtar.data.site.load_site:
 header check, GMM, token ids), builds a small model and runs a few training steps at
 data.image_size 384; another does the same for the centralized reference (the union of 4
-sites of N/4 exams, fedtar.exams.concat_exams). Each reports its peak RSS. Images are 384 px
+sites of N/4 exams, fedtar.data.exams.concat_exams). Each reports its peak RSS. Images are 384 px
 8-bit PNGs written here: `--unique` distinct ones, hard-linked under every exam's own name
 (what a process holds does not depend on the pixels). Throughput: images read per second by
 one pass of batches over a site with data.cache_mib 0 (every image decoded, a site far larger
@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image
 
 from data_adapters.records import ExamRecord, write_manifest
-from fedtar.tables import format_table
+from fedtar.operations.tables import format_table
 
 RESULTS = Path(__file__).parent / "results" / "streaming_memory.json"
 WORDS = ("heart size normal lungs clear no effusion pneumothorax mild opacity left right lower lobe stable "
@@ -75,11 +75,11 @@ def child(args: argparse.Namespace) -> dict:
     import torch
 
     from fedtar.config import load_config
-    from fedtar.exams import concat_exams
-    from fedtar.model import build_model
-    from fedtar.site import load_site
-    from fedtar.tokenizer import ReportTokenizer
-    from fedtar.training import train_local
+    from fedtar.data.exams import concat_exams
+    from fedtar.generator.model import build_model
+    from fedtar.data.site import load_site
+    from fedtar.data.tokenizer import ReportTokenizer
+    from fedtar.learning.training import train_local
 
     torch.manual_seed(0)
     manifests = [Path(m) for m in args.manifests.split(",")]

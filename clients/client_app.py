@@ -15,7 +15,7 @@ A simulated node (no manifest in its node config) adds "site", a MetricRecord
 with the partition-id the engine gave it, so tables name sites as the data does.
 With demographics.gmm_scope = federated, query messages carry candidate GMMs ("gmm-candidates")
 and the reply "gmm-statistics": per component, sums over the site's training patients' profiles
-(fedtar.demographics); every later message carries the fitted GMM ("gmm").
+(fedtar.data.demographics); every later message carries the fitted GMM ("gmm").
 Nothing else leaves the site: no text, ids, or any patient's demographics.
 
 A hospital node's policy (node config: ``pins``, ``base-sha256``) is enforced before the
@@ -41,8 +41,8 @@ from clients.site_runtime import (
     train_per_visit,
     train_pooled,
 )
-from fedtar.audit import append_entry
-from fedtar.demographics import (
+from fedtar.trust.audit import append_entry
+from fedtar.data.demographics import (
     GMM_CANDIDATES,
     GMM_RECORD,
     GMM_STATISTICS,
@@ -50,9 +50,9 @@ from fedtar.demographics import (
     candidates_from_state,
     site_statistics,
 )
-from fedtar.base_hash import base_sha256
-from fedtar.parameters import encode_state, state_from_record, travelling_specs
-from fedtar.privacy import clip_upload
+from fedtar.trust.base_hash import base_sha256
+from fedtar.generator.parameters import encode_state, state_from_record, travelling_specs
+from fedtar.trust.privacy import clip_upload
 
 log = logging.getLogger(__name__)
 LOCAL_STATE_KEY, SCAFFOLD_KEY = "local-model", "scaffold-ci"

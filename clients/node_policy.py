@@ -6,7 +6,7 @@ Flower gives a node operator no hook over a run's config, so the node's own conf
 - ``pins``: run-config keys the server may not change. A pin is an exact value
   (``"train.base" = "frozen"``) or bounds in a string (``"privacy.clip" = "> 0, <= 1.0"``);
   the run's effective value (the server's config over FedTAR's defaults) must match;
-- ``base-sha256``: the hash of the base folder the site vetted (``fedtar.base_hash``);
+- ``base-sha256``: the hash of the base folder the site vetted (``fedtar.trust.base_hash``);
 - the global state the server sends must have exactly the names, shapes and dtypes of the
   node's own travelling set: a server cannot push base weights or extra tensors.
 
@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from fedtar.config import FedTARConfig, apply_overrides
-from fedtar.parameters import TensorSpec
+from fedtar.generator.parameters import TensorSpec
 
 _OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt, "==": operator.eq,
         "!=": operator.ne}

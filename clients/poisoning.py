@@ -23,7 +23,7 @@ from pathlib import Path
 from flwr.app import ArrayRecord, Context, Message, RecordDict
 
 from clients.client_app import app as client_app
-from fedtar.parameters import encode_state, state_from_record
+from fedtar.generator.parameters import encode_state, state_from_record
 
 POISON_KINDS = ("flip", "boost")
 CONTROL_RECORDS = ("val-grad", "scaffold-dc")

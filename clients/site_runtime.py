@@ -19,12 +19,12 @@ import torch
 
 from data_adapters.records import find_manifests
 from fedtar.config import FedTARConfig, apply_overrides
-from fedtar.evaluation import evaluate_model, flat_metrics
-from fedtar.model import ReportGenerator, adapt_model, load_model
-from fedtar.parameters import get_travelling_state, set_travelling_state
-from fedtar.site import SiteData, load_site
-from fedtar.tokenizer import ReportTokenizer
-from fedtar.training import (
+from fedtar.scoring.evaluation import evaluate_model, flat_metrics
+from fedtar.generator.model import ReportGenerator, adapt_model, load_model
+from fedtar.generator.parameters import get_travelling_state, set_travelling_state
+from fedtar.data.site import SiteData, load_site
+from fedtar.data.tokenizer import ReportTokenizer
+from fedtar.learning.training import (
     GradCorrection,
     make_optimizer,
     mean_loss,

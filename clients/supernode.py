@@ -26,7 +26,7 @@ from typing import IO, Any
 
 from clients.node_policy import pins_json
 from fedtar.config import load_dataclass_toml
-from fedtar.flower_processes import flower_tool, stop
+from fedtar.operations.flower_processes import flower_tool, stop
 
 
 @dataclass

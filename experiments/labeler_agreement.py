@@ -27,8 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fedtar.labeler import label_report  # noqa: E402
-from fedtar.metrics.iu_reports import DEV_LABELS, agreement, load_labels, locate_archive, odd_reports  # noqa: E402
+from fedtar.scoring.labeler import label_report  # noqa: E402
+from fedtar.scoring.metrics.iu_reports import DEV_LABELS, agreement, load_labels, locate_archive, odd_reports  # noqa: E402
 
 
 def merge(parts: list[Path], out: Path) -> int:
@@ -65,7 +65,7 @@ def context_labeler():
     import spacy
     from spacy.tokens import Span
 
-    import fedtar.labeler as lab
+    import fedtar.scoring.labeler as lab
 
     nlp = spacy.blank("en")
     context = nlp.add_pipe("medspacy_context")

@@ -40,11 +40,11 @@ from clients.client_app import app as client_app
 from data_adapters.records import find_manifests
 from data_adapters.synthetic import SyntheticConfig, generate_federation
 from fedtar.config import SYNTHETIC_PRESET, FedTARConfig, apply_overrides, load_config
-from fedtar.evaluation import Evaluation, evaluate_manifests
-from fedtar.metrics.clinical import Labeler, rule_labels
-from fedtar.model import ReportGenerator
-from fedtar.pretrain import pretrain_base
-from fedtar.tokenizer import ReportTokenizer
+from fedtar.scoring.evaluation import Evaluation, evaluate_manifests
+from fedtar.scoring.metrics.clinical import Labeler, rule_labels
+from fedtar.generator.model import ReportGenerator
+from fedtar.learning.pretrain import pretrain_base
+from fedtar.data.tokenizer import ReportTokenizer
 
 __all__ = [
     # build a config, data, a base; run; score
@@ -84,12 +84,12 @@ def synthesize(out: str | Path, synth: SyntheticConfig | None = None, **fields: 
 
 def pretrain(out: str | Path, cfg: FedTARConfig, *, epochs: int | None = None, data: str | Path | None = None,
              pool: SyntheticConfig | None = None, lr: float = 1e-3) -> Path:
-    """Make the base in `out` (`fedtar pretrain`, `fedtar.pretrain.pretrain_base`); returns its folder.
+    """Make the base in `out` (`fedtar pretrain`, `fedtar.learning.pretrain.pretrain_base`); returns its folder.
 
-    Trained on the synthetic public pool (`pool`, default `fedtar.pretrain.public_pool_config`),
+    Trained on the synthetic public pool (`pool`, default `fedtar.learning.pretrain.public_pool_config`),
     or on a prepared folder's train split with `data`, or assembled from pretrained backbones when
     `model.decoder` names one. Cached: a folder whose request matches is reused as it is.
-    `epochs=None`: `fedtar.pretrain.DEFAULT_PRETRAIN_EPOCHS`."""
+    `epochs=None`: `fedtar.learning.pretrain.DEFAULT_PRETRAIN_EPOCHS`."""
     return pretrain_base(out, cfg, epochs=epochs, lr=lr, pool=pool, data=data)
 
 
@@ -108,7 +108,7 @@ def simulate(out: str | Path, cfg: FedTARConfig, *, strategies: Sequence[str] = 
     ``out/federation`` from `synth`. `engine`: ``ray`` (Flower's simulation engine) or ``inprocess``
     (the same ServerApp and ClientApp, one site after another). `rounds` overrides
     `federation.rounds`; `variants` adds named settings (ablations) after the strategies.
-    Unlike the command, no lock or stamp is put on `out` (`fedtar.output_folder`)."""
+    Unlike the command, no lock or stamp is put on `out` (`fedtar.operations.output_folder`)."""
     if rounds is not None:
         cfg = apply_overrides(cfg, {"federation.rounds": rounds})  # as `fedtar simulate --rounds`
     plan = SimulationPlan(strategies=list(strategies), variants=list(variants), seeds=list(seeds),
@@ -127,7 +127,7 @@ def load(model: str | Path) -> tuple[ReportGenerator, ReportTokenizer]:
 def evaluate(model: str | Path, data: str | Path, *, split: str = "test", beams: int = 1, meteor: bool = False,
              labeler: Labeler = rule_labels) -> Evaluation:
     """Generate and score reports for one split (`fedtar evaluate`,
-    `fedtar.evaluation.evaluate_manifests`). `model`: as for `load`; `data`: a federation folder or
+    `fedtar.scoring.evaluation.evaluate_manifests`). `model`: as for `load`; `data`: a federation folder or
     a comma list of manifests. Returns the overall, per-visit and per-year metrics and the
     generated and reference reports. `meteor=True` needs Java (the command's default)."""
     trained, tokenizer = load_trained(model)

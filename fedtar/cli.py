@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 
 # Parsing stays import-free (fast --help): the library holds the default.
-PRETRAIN_EPOCHS_HELP = "pretraining epochs of the base (default: fedtar.pretrain.DEFAULT_PRETRAIN_EPOCHS)"
+PRETRAIN_EPOCHS_HELP = "pretraining epochs of the base (default: fedtar.learning.pretrain.DEFAULT_PRETRAIN_EPOCHS)"
 
 
 def _int_at_least(low: int):
@@ -43,9 +43,9 @@ def _positive_float(text: str) -> float:
 def _synth(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from fedtar.federation_summary import summary_text
+    from fedtar.operations.federation_summary import summary_text
     from data_adapters.synthetic import SyntheticConfig, generate_federation
-    from fedtar.output_folder import claim_output, content_hash
+    from fedtar.operations.output_folder import claim_output, content_hash
 
     cfg = SyntheticConfig(sites=args.sites, patients=args.patients, visits=args.visits, seed=args.seed,
                           image_size=args.image_size, timeline_spread=args.timeline_spread,
@@ -77,7 +77,7 @@ def _config(args: argparse.Namespace, synthetic: bool = False):
 
 
 def _pretrain(args: argparse.Namespace) -> int:
-    from fedtar.pretrain import pretrain_base
+    from fedtar.learning.pretrain import pretrain_base
 
     folder = pretrain_base(args.out, _config(args, synthetic=True), epochs=args.epochs, data=args.data)
     print(f"Pretrained base in {folder}")
@@ -85,7 +85,7 @@ def _pretrain(args: argparse.Namespace) -> int:
 
 
 def _base_hash(args: argparse.Namespace) -> int:
-    from fedtar.base_hash import base_sha256
+    from fedtar.trust.base_hash import base_sha256
 
     print(base_sha256(args.dir))
     return 0
@@ -94,7 +94,7 @@ def _base_hash(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from data_adapters.synthetic import SyntheticConfig
     from fedtar.demo import by_visit_table, metrics_table, run_demo
-    from fedtar.output_folder import claim_output
+    from fedtar.operations.output_folder import claim_output
 
     cfg = _config(args, synthetic=True)
     synth = SyntheticConfig(sites=args.sites, patients=args.patients, visits=args.visits)
@@ -124,7 +124,7 @@ def _simulate(args: argparse.Namespace) -> int:
     from data_adapters.records import find_manifests
     from data_adapters.synthetic import SyntheticConfig
     from fedtar.config import apply_overrides
-    from fedtar.output_folder import claim_output, manifest_inputs
+    from fedtar.operations.output_folder import claim_output, manifest_inputs
 
     overrides = {"federation.rounds": args.rounds} if args.rounds is not None else {}
     cfg = apply_overrides(_config(args, synthetic=True), overrides)
@@ -159,7 +159,7 @@ def _pseudonymizer(args: argparse.Namespace):
 
 def _prepare_mimic(args: argparse.Namespace) -> int:
     from data_adapters.mimic_cxr import MimicOptions, prepare_mimic_cxr
-    from fedtar.output_folder import claim_output, ensure_not_inside
+    from fedtar.operations.output_folder import claim_output, ensure_not_inside
 
     opts = MimicOptions(sites=args.sites, partition=args.partition, dirichlet_alpha=args.alpha, views=args.views,
                         per_study=args.per_study, image_size=args.image_size, seed=args.seed, workers=args.workers)
@@ -176,7 +176,7 @@ def _prepare_mimic(args: argparse.Namespace) -> int:
 
 def _prepare_dicom(args: argparse.Namespace) -> int:
     from data_adapters.dicom import DicomOptions, prepare_dicom
-    from fedtar.output_folder import claim_output, ensure_not_inside, safe_child
+    from fedtar.operations.output_folder import claim_output, ensure_not_inside, safe_child
 
     opts = DicomOptions(site_id=args.site_id, modality=args.modality, views=args.views, per_study=args.per_study,
                         image_size=args.image_size, allow_burned_in=args.allow_burned_in, workers=args.workers)
@@ -195,18 +195,18 @@ def _prepare_dicom(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from aggregator.checkpoint import load_trained
     from data_adapters.records import find_manifests
-    from fedtar.evaluation import (
+    from fedtar.scoring.evaluation import (
         GENERATED_COLUMNS,
         STANDARD_COLUMNS,
         clinical_protocol_rows,
         evaluate_manifests,
         write_generated,
     )
-    from fedtar.output_folder import claim_output_file, manifest_inputs
-    from fedtar.metrics.chexbert import chexbert_labeler
-    from fedtar.metrics.clinical import rule_labels
-    from fedtar.tables import format_table
-    from fedtar.tokenizer import unknown_rate
+    from fedtar.operations.output_folder import claim_output_file, manifest_inputs
+    from fedtar.scoring.metrics.chexbert import chexbert_labeler
+    from fedtar.scoring.metrics.clinical import rule_labels
+    from fedtar.operations.tables import format_table
+    from fedtar.data.tokenizer import unknown_rate
 
     # The optional CheXbert weights first: a missing file is named before any other work.
     labeler = chexbert_labeler(args.chexbert_weights) if args.chexbert_weights else rule_labels
@@ -224,7 +224,7 @@ def _evaluate(args: argparse.Namespace) -> int:
           + (" -- above data.max_unknown_rate: the scores are measured on [UNK]s"
              if unknown.rate > model.cfg.data.max_unknown_rate else ""))
     print(format_table(list(STANDARD_COLUMNS), [[ev.overall.get(c, float("nan")) for c in STANDARD_COLUMNS]]))
-    source = "CheXbert" if args.chexbert_weights else "the rule-based CheXpert labeler (fedtar.labeler)"
+    source = "CheXbert" if args.chexbert_weights else "the rule-based CheXpert labeler (fedtar.scoring.labeler)"
     print(f"\nce_precision / ce_recall / ce_f1 above: micro-averaged, 14 observations, uncertain as negative; "
           f"labels from {source}. Every protocol:")
     print(format_table(["clinical-efficacy protocol", "precision", "recall", "F1"], clinical_protocol_rows(ev.overall)))
@@ -268,7 +268,7 @@ def _server(args: argparse.Namespace) -> int:
         submit_run,
         wait_run,
     )
-    from fedtar.flower_processes import Stopped, raise_on_signals, stop
+    from fedtar.operations.flower_processes import Stopped, raise_on_signals, stop
 
     cfg, _ = load_server_config(args.config)
     if cfg.insecure and not args.insecure:
@@ -359,7 +359,7 @@ def _experiment(args: argparse.Namespace) -> int:
     from aggregator.experiment import Part, load_sweep, run_sweep
     from data_adapters.records import find_manifests
     from fedtar.config import parse_set_args
-    from fedtar.output_folder import claim_output, content_hash
+    from fedtar.operations.output_folder import claim_output, content_hash
 
     sweep = load_sweep(args.config, parse_set_args(args.set))
     e = sweep.experiment
@@ -380,8 +380,8 @@ def _base_input(args: argparse.Namespace) -> dict[str, str]:
 
 def _run_stamp(cfg, args: argparse.Namespace) -> dict[str, str]:
     """What a run folder's results depend on: the config, and the base when one is given."""
-    from fedtar.base_hash import base_sha256
-    from fedtar.output_folder import content_hash
+    from fedtar.trust.base_hash import base_sha256
+    from fedtar.operations.output_folder import content_hash
 
     return {"config_sha256": content_hash(cfg.to_flat()), **({"base_sha256": base_sha256(args.base)}
                                                              if args.base else {})}

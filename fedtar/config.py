@@ -20,10 +20,10 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from fedtar.adapters import HYPERNETWORKS, PatientLoRAConfig
-from fedtar.parameters import TRANSPORT_DTYPES
-from fedtar.privacy import PrivacyConfig
-from fedtar.temporal_policy import PolicyConfig
+from fedtar.generator.adapters import HYPERNETWORKS, PatientLoRAConfig
+from fedtar.generator.parameters import TRANSPORT_DTYPES
+from fedtar.trust.privacy import PrivacyConfig
+from fedtar.learning.temporal_policy import PolicyConfig
 
 
 @dataclass
@@ -34,7 +34,7 @@ class DataConfig:
     min_word_frequency: int = 1      # tokenizer vocabulary threshold
     max_unknown_rate: float = 0.01   # warn when more of a site's report tokens than this are [UNK]
     batch_size: int = 16
-    # Images are read from disk per batch (fedtar.exams): decoded sources (uint8 radiographs, the
+    # Images are read from disk per batch (fedtar.data.exams): decoded sources (uint8 radiographs, the
     # volume's dtype for CT) are cached up to cache_mib per site; workers > 0 reads batches in
     # that many DataLoader processes (sharing the site's cache_mib).
     cache_mib: float = 256.0

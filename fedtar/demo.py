@@ -17,14 +17,14 @@ import torch
 
 from data_adapters.synthetic import SyntheticConfig, ensure_federation
 from fedtar.config import FedTARConfig
-from fedtar.evaluation import REPORT_COLUMNS, Evaluation, evaluate_model
-from fedtar.exams import concat_exams
-from fedtar.model import ReportGenerator, adapt_model, load_model, save_model
-from fedtar.parameters import size_report
-from fedtar.pretrain import pretrain_base
-from fedtar.site import SiteData, load_site
-from fedtar.tables import format_table
-from fedtar.training import make_optimizer, resolve_device, train_local
+from fedtar.scoring.evaluation import REPORT_COLUMNS, Evaluation, evaluate_model
+from fedtar.data.exams import concat_exams
+from fedtar.generator.model import ReportGenerator, adapt_model, load_model, save_model
+from fedtar.generator.parameters import size_report
+from fedtar.learning.pretrain import pretrain_base
+from fedtar.data.site import SiteData, load_site
+from fedtar.operations.tables import format_table
+from fedtar.learning.training import make_optimizer, resolve_device, train_local
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class DemoResult:
     after: Evaluation
     sizes: dict[str, float]
     seconds: float
-    model_dir: Path  # the adapted model, loadable with fedtar.model.load_model
+    model_dir: Path  # the adapted model, loadable with fedtar.generator.model.load_model
 
 
 def metrics_rows(named: list[tuple[str, Evaluation]]) -> list[list[object]]:

@@ -64,7 +64,7 @@ def toml_lines(values: dict) -> str:
 def tiny_base(tmp_path_factory) -> Path:
     """A tiny base pretrained briefly on a small public pool (stands in for `fedtar pretrain`)."""
     from fedtar.config import load_config
-    from fedtar.pretrain import pretrain_base
+    from fedtar.learning.pretrain import pretrain_base
 
     out = tmp_path_factory.mktemp("tiny_base")
     pool = SyntheticConfig(sites=2, patients=12, visits=4, seed=77, image_size=32, site_prefix="public",

@@ -9,12 +9,12 @@ import torch
 
 from data_adapters.findings import CHANGE_TARGETS, CHEXPERT_OBSERVATIONS, change_between, change_targets
 from data_adapters.records import read_manifest
-from fedtar.change_probe import measure_ceiling, train_probe
+from fedtar.scoring.change_probe import measure_ceiling, train_probe
 from fedtar.config import load_config
-from fedtar.exams import concat_exams, load_exams
-from fedtar.model import adapt_model, build_model, load_model, save_model
-from fedtar.parameters import travelling_specs
-from fedtar.tokenizer import ReportTokenizer
+from fedtar.data.exams import concat_exams, load_exams
+from fedtar.generator.model import adapt_model, build_model, load_model, save_model
+from fedtar.generator.parameters import travelling_specs
+from fedtar.data.tokenizer import ReportTokenizer
 
 TINY = {"model.hidden_size": 32, "model.layers": 1, "model.heads": 2, "data.image_size": 32,
         "data.max_tokens": 64, "lora.hyper_dim": 8, "demographics.gmm": False}
@@ -101,7 +101,7 @@ def test_cmp_acc_reads_a_reference_after_the_tokenizer_as_it_reads_the_reference
     """Generated text comes out of the tokenizer (lower case, its own spacing): a reference's change
     statements must read the same after an encode/decode round trip, or cmp_acc would score the
     tokenizer rather than the generator."""
-    from fedtar.labeler import extract_changes
+    from fedtar.scoring.labeler import extract_changes
 
     records = [r for m in default_federation for r in read_manifest(m).records]
     tok = ReportTokenizer.train(r.findings for r in records)

@@ -43,7 +43,7 @@ def test_demo_with_a_given_base(tiny_base, tmp_path, capsys):
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "pretrained base, adapters untrained" in out and "Travelling set" in out
-    from fedtar.model import load_model
+    from fedtar.generator.model import load_model
 
     model, tok = load_model(tmp_path / "model")  # the demo's adapted model loads back
     assert model.cfg.lora.patient and tok.vocab_size > 10

@@ -48,8 +48,8 @@ def test_defaults_and_valid_values_pass():
 def test_choices_agree_with_the_code_that_reads_them():
     from aggregator.strategies import STRATEGIES
     from data_adapters.ct import HU_WINDOWS
-    from fedtar.model import PRIOR_CHOICES
-    from fedtar.temporal_policy import TIME_FEATURES
+    from fedtar.generator.model import PRIOR_CHOICES
+    from fedtar.learning.temporal_policy import TIME_FEATURES
 
     # every server strategy, and the simulation's pooled reference (aggregator/simulation.py)
     assert set(RULES["federation.strategy"].choices) == set(STRATEGIES) | {"centralized"}

@@ -47,10 +47,10 @@ from aggregator.flower_app import PATH_KEYS, app_pyproject, check_run_config, co
 from clients.supernode import NodeRoleConfig, NodeRunner, load_node_config, start_supernode
 from conftest import TINY_FED, toml_lines
 from data_adapters.synthetic import SyntheticConfig, generate_federation
-from fedtar.audit import read_log, verify_chain
+from fedtar.trust.audit import read_log, verify_chain
 from fedtar.cli import main
 from fedtar.config import read_toml
-from fedtar.flower_processes import stop
+from fedtar.operations.flower_processes import stop
 
 APP = Path(__file__).resolve().parents[1]
 # Deadlines scale with measured progress: a run fails when neither a site's reply (audit

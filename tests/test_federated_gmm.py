@@ -9,14 +9,14 @@ from flwr.app import ArrayRecord, Context, Message, RecordDict
 from aggregator.server_app import run_from_values
 from clients.client_app import app as client_app
 from clients.node_policy import NodeRefusal
-from fedtar.demographics import (
+from fedtar.data.demographics import (
     GMM_RECORD,
     GMM_STATISTICS,
     DiagonalGMM,
     PatientAssigner,
     site_statistics,
 )
-from fedtar.parameters import state_from_record
+from fedtar.generator.parameters import state_from_record
 from test_federation import grid_for, values
 
 CENTRES = torch.tensor([[-2.0, 0.0], [2.0, 0.0], [0.0, 3.0]])

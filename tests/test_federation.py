@@ -19,8 +19,8 @@ from aggregator.server_app import run_from_values
 from clients.client_app import app as client_app
 from conftest import TINY_FED
 from fedtar.config import load_config
-from fedtar.model import adapt_model, load_model
-from fedtar.parameters import travelling_specs
+from fedtar.generator.model import adapt_model, load_model
+from fedtar.generator.parameters import travelling_specs
 
 
 def values(tiny_base, tiny_federation, out, **extra):
@@ -173,7 +173,7 @@ def test_holdout_site_and_centralized_reference(tiny_base, tmp_path):
     assert [e["valid"] for e in fedtar.history] == [2], "only the two training sites take part"
     holdout_tests = sum(1 for line in (tmp_path / "federation" / "site3" / "manifest.csv").read_text().splitlines()
                         if line.endswith(",test"))
-    assert fedtar.metrics["num-examples"] == holdout_tests, "scored on the held-out site's test exams only"
+    assert fedtar.scoring.metrics["num-examples"] == holdout_tests, "scored on the held-out site's test exams only"
     assert 0 <= central.metrics["bleu4"] <= 1 and math.isfinite(central.metrics["cider"])
 
 
@@ -191,7 +191,7 @@ def test_server_validation_uses_only_the_training_sites(tiny_base, tiny_federati
 
 
 def get_travelling_state_for(base_dir, cfg):
-    from fedtar.parameters import get_travelling_state
+    from fedtar.generator.parameters import get_travelling_state
 
     base, _ = load_model(base_dir)
     torch.manual_seed(0)

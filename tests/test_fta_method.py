@@ -15,10 +15,10 @@ from clients.client_app import app as client_app
 from conftest import TINY_FED
 from data_adapters.records import read_manifest
 from fedtar.config import load_config
-from fedtar.demographics import PatientAssigner
-from fedtar.model import q_dim
-from fedtar.site import load_site
-from fedtar.temporal_policy import (
+from fedtar.data.demographics import PatientAssigner
+from fedtar.generator.model import q_dim
+from fedtar.data.site import load_site
+from fedtar.learning.temporal_policy import (
     MetaInputs,
     PolicyConfig,
     PolicyLearner,
@@ -84,7 +84,7 @@ def test_more_meta_steps_move_the_policy_further():
 
 
 def test_recent_validation_keeps_only_the_latest_exams(tiny_base, tiny_federation):
-    from fedtar.model import load_model
+    from fedtar.generator.model import load_model
 
     _, tokenizer = load_model(tiny_base)
     cfg = load_config(overrides=TINY_FED)

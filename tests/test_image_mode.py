@@ -43,8 +43,8 @@ def test_one_rgb_png_among_grey_ones_loads_with_its_site(small_federation, tmp_p
     import shutil
 
     from data_adapters.records import read_manifest
-    from fedtar.exams import load_exams
-    from fedtar.tokenizer import ReportTokenizer
+    from fedtar.data.exams import load_exams
+    from fedtar.data.tokenizer import ReportTokenizer
 
     tokenizer = ReportTokenizer.train(r.findings for r in read_manifest(small_federation[0]).records)
 

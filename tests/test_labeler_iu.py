@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from data_adapters.findings import CHEXPERT_OBSERVATIONS
-from fedtar.labeler import label_report
-from fedtar.metrics.iu_reports import (
+from fedtar.scoring.labeler import label_report
+from fedtar.scoring.metrics.iu_reports import (
     DEV_LABELS,
     ArchiveUnavailable,
     agreement,

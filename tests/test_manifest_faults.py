@@ -82,7 +82,7 @@ def test_a_byte_order_mark_is_read_as_utf8_in_manifests_tables_and_toml(small_fe
     """Issue 21: Excel's "CSV UTF-8" (and Notepad) put a byte-order mark before the first column name."""
     from data_adapters.prepared import read_table
     from fedtar.config import load_config, load_dataclass_toml
-    from fedtar.output_folder import claim_output_file
+    from fedtar.operations.output_folder import claim_output_file
 
     manifest = _site(small_federation[0], tmp_path / "site")
     plain = read_manifest(manifest)
@@ -102,7 +102,7 @@ def test_a_byte_order_mark_is_read_as_utf8_in_manifests_tables_and_toml(small_fe
     role.write_bytes(b"\xef\xbb\xbf[supernode]\nport = 9094\n")
     assert load_dataclass_toml(role, "supernode", _Role).port == 9094
 
-    from fedtar.metrics.iu_reports import load_labels
+    from fedtar.scoring.metrics.iu_reports import load_labels
     labels = tmp_path / "labels.csv"
     labels.write_bytes(b"\xef\xbb\xbfreport_id,Edema\n3,1\n")
     assert load_labels(labels) == (("Edema",), {3: {"Edema": 1}})

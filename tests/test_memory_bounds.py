@@ -24,10 +24,10 @@ torch.set_num_threads(1)
 from clients.site_runtime import SiteRuntime, evaluate_site
 from data_adapters.synthetic import SyntheticConfig, generate_federation
 from fedtar.config import load_config
-from fedtar.model import build_model
-from fedtar.parameters import get_travelling_state
-from fedtar.site import load_site
-from fedtar.tokenizer import ReportTokenizer
+from fedtar.generator.model import build_model
+from fedtar.generator.parameters import get_travelling_state
+from fedtar.data.site import load_site
+from fedtar.data.tokenizer import ReportTokenizer
 
 out, size, batch = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 cfg = load_config(overrides={"model.hidden_size": 32, "model.layers": 1, "model.heads": 2, "lora.hyper_dim": 4,

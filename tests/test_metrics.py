@@ -12,11 +12,11 @@ from pycocoevalcap.cider.cider import Cider
 from pycocoevalcap.rouge.rouge import Rouge
 
 from data_adapters.findings import CHEXPERT_OBSERVATIONS
-from fedtar.labeler import extract_changes, label_report
-from fedtar.metrics import (PROTOCOLS, bleu, cider_d, comparison_accuracy, evaluate_by_visit, evaluate_reports, meteor,
+from fedtar.scoring.labeler import extract_changes, label_report
+from fedtar.scoring.metrics import (PROTOCOLS, bleu, cider_d, comparison_accuracy, evaluate_by_visit, evaluate_reports, meteor,
                             metric_tokens, rouge_l, temporal_entity_f1)
-from fedtar.metrics.clinical import clinical_efficacy
-from fedtar.metrics.ptb import coco_tokenize
+from fedtar.scoring.metrics.clinical import clinical_efficacy
+from fedtar.scoring.metrics.ptb import coco_tokenize
 from report_corpus import REPORTS, TOKENIZER_SENTENCES
 
 PAIRS = [
@@ -199,7 +199,7 @@ def test_temporal_entity_matching_and_hallucinated_priors():
 
 def test_chexbert_needs_a_local_weights_file(tmp_path, capsys):
     from fedtar.cli import main
-    from fedtar.metrics.chexbert import chexbert_labeler
+    from fedtar.scoring.metrics.chexbert import chexbert_labeler
 
     missing = tmp_path / "chexbert.pth"
     with pytest.raises(FileNotFoundError, match=r"CheXbert weights file not found: .*chexbert\.pth"):

@@ -21,7 +21,7 @@ from data_adapters.records import find_manifests, read_manifest
 from data_adapters.report_sections import extract_sections
 from data_adapters.study_jobs import JOURNAL_FILE
 from fedtar.cli import main
-from fedtar.tokenizer import unknown_rate
+from fedtar.data.tokenizer import unknown_rate
 
 KEY = Pseudonymizer(b"rehearsal-secret-0123456789abcdef")
 MIMIC_SENTENCE = ("Mild pulmonary vascular congestion. Small bilateral pleural effusions with bibasilar atelectasis. "
@@ -169,9 +169,9 @@ def prepared(archive, tmp_path_factory) -> Path:
 def test_base_pretrained_on_the_pool_knows_its_words_and_the_synthetic_one_does_not(prepared, tiny_base, tmp_path,
                                                                                         caplog):
     from fedtar.config import load_config
-    from fedtar.model import load_model
-    from fedtar.pretrain import pretrain_base
-    from fedtar.site import load_site
+    from fedtar.generator.model import load_model
+    from fedtar.learning.pretrain import pretrain_base
+    from fedtar.data.site import load_site
 
     cfg = load_config(overrides=TINY_FED)
     base = pretrain_base(tmp_path / "base", cfg, epochs=1, lr=3e-3, data=prepared)
@@ -191,7 +191,7 @@ def test_base_pretrained_on_the_pool_knows_its_words_and_the_synthetic_one_does_
     assert on_synthetic.rate > 0.1 and sentence_synthetic.rate > 0.3
     # Sites report the rate when they load, and warn above data.max_unknown_rate.
     manifest = find_manifests(prepared)[0]
-    caplog.set_level(logging.INFO, logger="fedtar.site")
+    caplog.set_level(logging.INFO, logger="fedtar.data.site")
     assert load_site(manifest, mimic_tok, cfg).unknown.rate < 0.01
     assert not [r for r in caplog.records if r.levelno == logging.WARNING]
     assert load_site(manifest, synthetic_tok, cfg).unknown.rate > 0.2
@@ -201,7 +201,7 @@ def test_base_pretrained_on_the_pool_knows_its_words_and_the_synthetic_one_does_
 
 def test_ct_base_is_never_pretrained_on_the_2d_pool(prepared, tmp_path):
     from fedtar.config import load_config
-    from fedtar.pretrain import pretrain_base
+    from fedtar.learning.pretrain import pretrain_base
 
     ct = load_config(overrides={**TINY_FED, "data.volume_depth": 8, "model.encoder": "tiny-3d",
                                 "model.image_channels": 3})
@@ -235,10 +235,10 @@ def test_base_assembled_from_local_backbones_uses_the_decoders_tokenizer(prepare
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast, ViTConfig, ViTModel
 
     from fedtar.config import load_config
-    from fedtar.model import adapt_model, load_model
-    from fedtar.pretrain import pretrain_base
-    from fedtar.site import load_site
-    from fedtar.training import generate_reports, make_optimizer, train_local
+    from fedtar.generator.model import adapt_model, load_model
+    from fedtar.learning.pretrain import pretrain_base
+    from fedtar.data.site import load_site
+    from fedtar.learning.training import generate_reports, make_optimizer, train_local
 
     eos = "<|endoftext|>"
     bpe = Tokenizer(models.BPE())

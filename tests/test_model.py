@@ -10,15 +10,15 @@ from transformers import GPT2LMHeadModel, ViTModel
 from dataclasses import fields
 
 from data_adapters.records import read_manifest
-from fedtar.adapters import PatientLoRALinear
-from fedtar.backbones import tiny_decoder_config, tiny_encoder_config
-from fedtar.change_head import CHANGE_HEAD
+from fedtar.generator.adapters import PatientLoRALinear
+from fedtar.generator.backbones import tiny_decoder_config, tiny_encoder_config
+from fedtar.generator.change_head import CHANGE_HEAD
 from fedtar.config import V1_GENERATOR, load_config
-from fedtar.demographics import PatientAssigner
-from fedtar.exams import Batch, load_exams
-from fedtar.model import adapt_model, build_model, load_model, save_model
-from fedtar.parameters import get_travelling_state, set_travelling_state, size_report, travelling_specs
-from fedtar.tokenizer import ReportTokenizer
+from fedtar.data.demographics import PatientAssigner
+from fedtar.data.exams import Batch, load_exams
+from fedtar.generator.model import adapt_model, build_model, load_model, save_model
+from fedtar.generator.parameters import get_travelling_state, set_travelling_state, size_report, travelling_specs
+from fedtar.data.tokenizer import ReportTokenizer
 
 # What travels: the shared and patient LoRA factors, the hypernetwork, the patient projection, the change head.
 ADAPTER_TENSORS = ("lora_A", "lora_B", "hypernetwork.", "patient_proj", CHANGE_HEAD + ".")
@@ -231,7 +231,7 @@ def test_shared_lora_exports_to_peft_and_loads_there(site, tmp_path):
 
     from peft import PeftModel
 
-    from fedtar.export import save_peft_adapter
+    from fedtar.generator.export import save_peft_adapter
 
     tok, exams = site
     torch.manual_seed(0)
@@ -260,7 +260,7 @@ def test_shared_lora_exports_to_peft_and_loads_there(site, tmp_path):
 def test_the_gmm_fitted_in_row_chunks_matches_one_pass(monkeypatch):
     """The E-step runs GMM_CHUNK rows at a time (memory bounded at any cohort size); the fit is the
     same as in one pass up to float64 rounding, and q_p rows still sum to one."""
-    import fedtar.demographics as demographics
+    import fedtar.data.demographics as demographics
 
     x = torch.randn(1000, 3, generator=torch.Generator().manual_seed(0)) * torch.tensor([1.0, 3.0, 0.5])
     whole = demographics.DiagonalGMM.fit(x, components=8, iterations=20, seed=1)

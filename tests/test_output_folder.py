@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from fedtar.cli import main
-from fedtar.output_folder import LOCK_FILE, STAMP_FILE, OutputError, claim_output, safe_child
+from fedtar.operations.output_folder import LOCK_FILE, STAMP_FILE, OutputError, claim_output, safe_child
 
 SYNTH = ["--sites", "1", "--patients", "2", "--visits", "2", "--image-size", "16"]
 

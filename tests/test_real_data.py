@@ -247,8 +247,8 @@ def test_hospital_ct_exams_become_windowed_volumes(hospital):
     assert [r.visit_index for r in records] == [1, 2] and records[1].days_since_prior == 365
     assert all(r.image_paths[0].name.endswith(".nii.gz") for r in records)
     from data_adapters.dataset import image_reader
-    from fedtar.exams import load_exams
-    from fedtar.tokenizer import ReportTokenizer
+    from fedtar.data.exams import load_exams
+    from fedtar.data.tokenizer import ReportTokenizer
 
     tok = ReportTokenizer.train([r.findings for r in records])
     exams = load_exams(prepared.manifests[0], tok, reader=image_reader(16, volume_depth=8))
@@ -261,11 +261,11 @@ def test_hospital_ct_exams_become_windowed_volumes(hospital):
 def test_report_generator_takes_ct_volumes(hospital, tmp_path):
     """The 3D encoder option: a CT site trains, generates, and saves/reloads offline."""
     from fedtar.config import load_config
-    from fedtar.model import build_model, load_model, save_model
-    from fedtar.parameters import get_travelling_state
-    from fedtar.site import load_site
-    from fedtar.tokenizer import ReportTokenizer
-    from fedtar.training import generate_reports, make_optimizer, mean_loss, train_local
+    from fedtar.generator.model import build_model, load_model, save_model
+    from fedtar.generator.parameters import get_travelling_state
+    from fedtar.data.site import load_site
+    from fedtar.data.tokenizer import ReportTokenizer
+    from fedtar.learning.training import generate_reports, make_optimizer, mean_loss, train_local
 
     prepared = prepare_dicom(hospital["root"], tmp_path / "ct", KEY, DicomOptions(modality="ct"),
                              reports_csv=hospital["root"] / "reports.csv")

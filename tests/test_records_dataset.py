@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from data_adapters.records import MANIFEST_COLUMNS, ManifestError, read_manifest
-from fedtar.exams import load_exams
-from fedtar.tokenizer import ReportTokenizer
+from fedtar.data.exams import load_exams
+from fedtar.data.tokenizer import ReportTokenizer
 
 
 def _copy_site(manifest: Path, dest: Path) -> Path:

@@ -21,8 +21,8 @@ from aggregator.inprocess_grid import InProcessGrid
 from aggregator.robust import coordinate_median, krum_select, trimmed_mean
 from aggregator.strategies import FedAvg, FedTAR
 from fedtar.config import load_config
-from fedtar.parameters import TensorSpec
-from fedtar.temporal_policy import weighted_mean
+from fedtar.generator.parameters import TensorSpec
+from fedtar.learning.temporal_policy import weighted_mean
 
 SPECS = [TensorSpec("enc.lora_A", (6, 4), torch.float32), TensorSpec("dec.lora_B", (4, 7), torch.float32)]
 

@@ -11,7 +11,7 @@ import torch
 
 from aggregator.checkpoint import load_trained
 from aggregator.server_app import run_from_values
-from fedtar.base_hash import base_sha256
+from fedtar.trust.base_hash import base_sha256
 from test_federation import grid_for, values
 
 

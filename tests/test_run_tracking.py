@@ -8,7 +8,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from aggregator.server_app import run_from_values
-from fedtar.tracking import TB_DIR, pretrain_log_dir
+from fedtar.operations.tracking import TB_DIR, pretrain_log_dir
 from test_federation import grid_for, values
 
 

@@ -12,8 +12,8 @@ from conftest import TINY_FED
 from data_adapters.records import find_manifests
 from data_adapters.synthetic import SyntheticConfig
 from fedtar.config import load_config
-from fedtar.model import adapt_model, load_model
-from fedtar.parameters import get_travelling_state
+from fedtar.generator.model import adapt_model, load_model
+from fedtar.generator.parameters import get_travelling_state
 
 
 def test_ray_simulation_three_sites_two_rounds_beats_the_untrained_model(tiny_base, tmp_path):

@@ -15,8 +15,8 @@ from PIL import Image
 
 from data_adapters.dataset import image_reader
 from data_adapters.records import read_manifest
-from fedtar.exams import Batch, concat_exams, load_exams
-from fedtar.tokenizer import ReportTokenizer
+from fedtar.data.exams import Batch, concat_exams, load_exams
+from fedtar.data.tokenizer import ReportTokenizer
 
 
 @pytest.fixture()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fedtar.temporal_policy import (
+from fedtar.learning.temporal_policy import (
     MetaInputs,
     PolicyConfig,
     PolicyLearner,

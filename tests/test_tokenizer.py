@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fedtar.tokenizer import ReportTokenizer
+from fedtar.data.tokenizer import ReportTokenizer
 
 REPORTS = ["There is a small left pleural effusion.", "No pneumothorax.", "Stable cardiomegaly; no effusion."]
 

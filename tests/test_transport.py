@@ -10,7 +10,7 @@ from aggregator.inprocess_grid import InProcessGrid
 from aggregator.strategies import FedAvg, FedTAR
 from clients.client_app import _reply
 from fedtar.config import load_config
-from fedtar.parameters import TensorSpec, decode_state, encode_state
+from fedtar.generator.parameters import TensorSpec, decode_state, encode_state
 
 SPECS = [TensorSpec("enc.lora_A", (64, 4), torch.float32), TensorSpec("dec.lora_B", (4, 96), torch.float32)]
 

@@ -5,7 +5,7 @@ centrally, with full supervision, on the change class of every (exam, observatio
 (none / new / increased / decreased / unchanged / resolved, from the prior's and the current
 exam's labels), reading the prior image, the current image and their difference at the
 benchmark's reading size. Its accuracy on the test split, over the pairs whose reference states
-a change, is the ceiling that comparison-to-prior accuracy (fedtar.metrics.temporal) is read
+a change, is the ceiling that comparison-to-prior accuracy (fedtar.scoring.metrics.temporal) is read
 against: a generator near it states what can be seen; one far below does not compare.
 """
 
@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from data_adapters.findings import CHANGE_TARGETS, CHEXPERT_OBSERVATIONS
-from fedtar.exams import Exams
+from fedtar.data.exams import Exams
 
 NONE = CHANGE_TARGETS.index("none")
 

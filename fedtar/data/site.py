@@ -15,9 +15,9 @@ import torch
 from data_adapters.dataset import image_reader
 from data_adapters.records import ExamRecord, Manifest, read_manifest
 from fedtar.config import FedTARConfig
-from fedtar.demographics import DiagonalGMM, PatientAssigner
-from fedtar.exams import ENCODE_CHUNK, Exams, load_exams
-from fedtar.tokenizer import ReportTokenizer, UnknownRate, unknown_rate
+from fedtar.data.demographics import DiagonalGMM, PatientAssigner
+from fedtar.data.exams import ENCODE_CHUNK, Exams, load_exams
+from fedtar.data.tokenizer import ReportTokenizer, UnknownRate, unknown_rate
 
 log = logging.getLogger(__name__)
 

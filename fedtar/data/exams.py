@@ -22,8 +22,8 @@ from data_adapters.dataset import ImageReader, ImageStore, StoreUnion, check_ima
 from data_adapters.findings import CHEXPERT_OBSERVATIONS, change_targets
 from data_adapters.image_mode import read_failure
 from data_adapters.records import ExamRecord, Manifest, SkippedRow, assign_visits, log_skips, read_manifest
-from fedtar.demographics import profile_vectors
-from fedtar.tokenizer import ReportTokenizer
+from fedtar.data.demographics import profile_vectors
+from fedtar.data.tokenizer import ReportTokenizer
 
 log = logging.getLogger(__name__)
 DEFAULT_CACHE_MIB = 256

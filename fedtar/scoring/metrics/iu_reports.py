@@ -34,7 +34,7 @@ from pathlib import Path
 
 ENV_VAR = "FEDTAR_IU_REPORTS"
 TGZ_IN_WHEEL = "torchxrayvision/data/NLMCXR_reports.tgz"
-DEV_LABELS = Path(__file__).resolve().parents[2] / "tests" / "data" / "iu_dev_labels.csv"
+DEV_LABELS = Path(__file__).resolve().parents[3] / "tests" / "data" / "iu_dev_labels.csv"
 _MEMBER = re.compile(r"(?:.*/)?(\d+)\.xml")
 
 

@@ -9,12 +9,12 @@ Longitudinal input (``model.prior``):
   the loss covers the new report only;
 - ``both`` / ``none``.
 
-Comparing the two images (issue 19; fedtar.change_head): ``model.compare = difference`` adds
+Comparing the two images (issue 19; fedtar.generator.change_head): ``model.compare = difference`` adds
 the token-wise difference (current - prior) to the memory, and ``model.change_head`` adds one
 memory token per observation from a head that classifies the change against the prior exam,
 supervised by ``model.change_loss``.
 
-Patient-adaptive LoRA (fedtar.adapters) wraps the encoder's and decoder's
+Patient-adaptive LoRA (fedtar.generator.adapters) wraps the encoder's and decoder's
 projections; the patient embedding phi_p = W_proj q_p + b_proj is computed
 here from the site's soft assignment q_p and handed to every layer.
 """
@@ -33,8 +33,8 @@ from safetensors.torch import save_model as save_safetensors
 from torch import nn
 from transformers import AutoConfig, PretrainedConfig
 
-from fedtar.adapters import SHARED_HYPERNETWORK, PatientLoRALinear, inject_patient_lora, patient_context
-from fedtar.backbones import (
+from fedtar.generator.adapters import SHARED_HYPERNETWORK, PatientLoRALinear, inject_patient_lora, patient_context
+from fedtar.generator.backbones import (
     TINY_ENCODERS,
     decoder_from_config,
     encoder_from_config,
@@ -43,10 +43,10 @@ from fedtar.backbones import (
     tiny_decoder_config,
     tiny_encoder_config,
 )
-from fedtar.change_head import CHANGE_HEAD, ChangeHead, change_loss
+from fedtar.generator.change_head import CHANGE_HEAD, ChangeHead, change_loss
 from fedtar.config import V1_GENERATOR, FedTARConfig, apply_overrides
-from fedtar.exams import Batch
-from fedtar.tokenizer import ReportTokenizer
+from fedtar.data.exams import Batch
+from fedtar.data.tokenizer import ReportTokenizer
 
 PRIOR_CHOICES = ("none", "image", "report", "both")
 COMPARE_CHOICES = ("none", "difference")

@@ -2,7 +2,7 @@
 
 It follows the CheXpert labeler (stanfordmlgroup/chexpert-labeler): the same
 text cleaning ("and/or" -> "or", "x/y" -> "x or y"), its mention and
-unmention phrase lists (fedtar.chexpert_phrases, plus a few marked
+unmention phrase lists (fedtar.scoring.chexpert_phrases, plus a few marked
 additions), and its three classification passes per mention, in its order:
 pre-negation uncertainty ("cannot exclude X", "X is not excluded", "no new X"),
 negation ("no X", "X has resolved", "normal X", "X is removed"), then
@@ -54,7 +54,7 @@ import re
 from functools import lru_cache
 
 from data_adapters.findings import CHEXPERT_OBSERVATIONS
-from fedtar.chexpert_phrases import EXTRA_MENTIONS, EXTRA_UNMENTIONS, MENTIONS, UNMENTIONS
+from fedtar.scoring.chexpert_phrases import EXTRA_MENTIONS, EXTRA_UNMENTIONS, MENTIONS, UNMENTIONS
 
 PATHOLOGIES = tuple(o for o in CHEXPERT_OBSERVATIONS if o not in ("No Finding", "Support Devices"))
 

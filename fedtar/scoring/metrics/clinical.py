@@ -1,7 +1,7 @@
 """Clinical efficacy: precision, recall and F1 of observation labels, under named protocols.
 
 Labels of generated and reference reports come from a labeler (by default
-the rule-based fedtar.labeler; optionally CheXbert, fedtar.metrics.chexbert).
+the rule-based fedtar.scoring.labeler; optionally CheXbert, fedtar.scoring.metrics.chexbert).
 Published tables disagree on the protocol, so every one is computed and
 named (`PROTOCOLS`):
 - averaging: micro (pool all report-observation pairs), macro (mean of the
@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from data_adapters.findings import CHEXPERT_OBSERVATIONS
-from fedtar.labeler import label_report
+from fedtar.scoring.labeler import label_report
 
 FIVE_OBSERVATIONS = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion")
 _FIVE_IDX = [CHEXPERT_OBSERVATIONS.index(o) for o in FIVE_OBSERVATIONS]

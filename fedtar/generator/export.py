@@ -16,8 +16,8 @@ from peft import LoraConfig
 from safetensors.torch import save_file
 from transformers.pytorch_utils import Conv1D
 
-from fedtar.adapters import PatientLoRALinear
-from fedtar.model import ReportGenerator
+from fedtar.generator.adapters import PatientLoRALinear
+from fedtar.generator.model import ReportGenerator
 
 
 def save_peft_adapter(model: ReportGenerator, folder: str | Path) -> Path:

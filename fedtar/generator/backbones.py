@@ -35,7 +35,7 @@ from transformers import (
     ViTModel,
 )
 
-from fedtar.volume_encoder import tiny_volume_config  # also registers the 3D encoder with AutoModel
+from fedtar.generator.volume_encoder import tiny_volume_config  # also registers the 3D encoder with AutoModel
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ DEFAULT_TARGETS: tuple[str, ...] = (
     "attention.output.dense", "intermediate.dense", "output.dense", "attn.qkv", "attn.out_proj",
     "attn.c_attn", "attn.c_proj", "crossattention.c_attn", "crossattention.q_attn",
     "crossattention.c_proj", "mlp.c_fc", "mlp.c_proj",
-    "visual_proj",  # the encoder-to-decoder projection of fedtar.model
+    "visual_proj",  # the encoder-to-decoder projection of fedtar.generator.model
 )
 
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import torch
 
 from fedtar.config import TrainConfig
-from fedtar.exams import Batch, Exams
-from fedtar.model import ReportGenerator
-from fedtar.tokenizer import ReportTokenizer
+from fedtar.data.exams import Batch, Exams
+from fedtar.generator.model import ReportGenerator
+from fedtar.data.tokenizer import ReportTokenizer
 
 # Called after backward with {name: parameter} of the trainable tensors.
 GradCorrection = Callable[[dict[str, torch.nn.Parameter]], None]

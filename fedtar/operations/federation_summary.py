@@ -9,7 +9,7 @@ from pathlib import Path
 
 from data_adapters.records import read_manifest
 from data_adapters.summary import prevalence_by_visit, summarize_site
-from fedtar.tables import format_table
+from fedtar.operations.tables import format_table
 
 
 def summary_text(manifest_paths: list[Path]) -> str:

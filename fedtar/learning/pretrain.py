@@ -33,12 +33,12 @@ from torch import nn
 from data_adapters.records import find_manifests, read_manifest
 from data_adapters.synthetic import SyntheticConfig, generate_federation
 from fedtar.config import V1_GENERATOR, FedTARConfig, apply_overrides
-from fedtar.exams import Batch, concat_exams
-from fedtar.model import ARCHITECTURE_KEYS, COMPARISON_KEYS, MODEL_FILE, ReportGenerator, build_model, save_model
-from fedtar.site import load_site
-from fedtar.tokenizer import ReportTokenizer
-from fedtar.tracking import Tracker, pretrain_log_dir
-from fedtar.training import mean_loss, resolve_device, train_local
+from fedtar.data.exams import Batch, concat_exams
+from fedtar.generator.model import ARCHITECTURE_KEYS, COMPARISON_KEYS, MODEL_FILE, ReportGenerator, build_model, save_model
+from fedtar.data.site import load_site
+from fedtar.data.tokenizer import ReportTokenizer
+from fedtar.operations.tracking import Tracker, pretrain_log_dir
+from fedtar.learning.training import mean_loss, resolve_device, train_local
 
 log = logging.getLogger(__name__)
 PRETRAIN_FILE = "pretrain.json"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from fedtar.labeler import extract_changes
+from fedtar.scoring.labeler import extract_changes
 
 
 def comparison_accuracy(hyps: Sequence[str], refs: Sequence[str]) -> tuple[float, int]:

@@ -3,7 +3,7 @@
 Conventions of the report-generation literature (the coco-caption code):
 reports go through pycocoevalcap's PTBTokenizer pipeline (lowercased PTB
 tokens, its punctuation list dropped), reproduced in pure Python by
-fedtar.metrics.ptb (`metric_tokens`), one reference per report; BLEU is corpus-level with the "closest" reference
+fedtar.scoring.metrics.ptb (`metric_tokens`), one reference per report; BLEU is corpus-level with the "closest" reference
 length; ROUGE-L is the mean per-report LCS F-measure with beta = 1.2; CIDEr is
 pycocoevalcap's CIDEr-D (n = 4, sigma = 6, clipped tf-idf, x10, document
 frequencies from the references being scored). Scores are on a 0-1 scale

@@ -1,0 +1,1 @@
+"""How reports are scored: evaluation, the CheXpert labeler, the metrics and the change probe."""
