@@ -264,7 +264,7 @@ def test_multikrum_keeps_report_quality_that_a_label_flipping_site_destroys(tmp_
     from clients.poisoning import poisoning_app, shuffled_reports
     from data_adapters.records import find_manifests
     from data_adapters.synthetic import SyntheticConfig, generate_federation
-    from fedtar.pretrain import pretrain_base
+    from fedtar.learning.pretrain import pretrain_base
 
     model = {"model.hidden_size": 64, "model.layers": 2, "model.heads": 2, "data.image_size": 32,
              "demographics.gmm_components": 4, "lora.hyper_dim": 8, "client.local_epochs": 1,
