@@ -17,10 +17,10 @@ from typing import Any
 import torch
 
 from fedtar.config import FedTARConfig, apply_overrides
+from fedtar.data.tokenizer import ReportTokenizer
 from fedtar.generator.model import MODEL_FILE, ReportGenerator, adapt_model, load_model
 from fedtar.generator.parameters import set_travelling_state
 from fedtar.trust.run_pins import check_base, parse_override_keys, pins, resume_changes
-from fedtar.data.tokenizer import ReportTokenizer
 
 LATEST = "latest.pt"
 # A finished run's folder: server results, the final global travelling state, and run.json

@@ -51,8 +51,8 @@ from aggregator.simulation import (
 )
 from data_adapters.synthetic import SyntheticConfig
 from fedtar.config import apply_overrides, load_config, load_dataclass_toml, named_preset, read_toml
-from fedtar.scoring.evaluation import REPORT_COLUMNS
 from fedtar.operations.tables import format_table
+from fedtar.scoring.evaluation import REPORT_COLUMNS
 
 log = logging.getLogger(__name__)
 SWEEP_CHOSEN = ("train.lr", "policy.meta_lr")  # a sweep sets these for every setting ([config], the search)
@@ -254,10 +254,10 @@ def measure_sweep_ceiling(out: Path, cfg: Any, base_dir: Path, data: str) -> dic
         cached = json.loads(cache.read_text())
         if cached.pop("key", None) == key:
             return cached
-    from fedtar.scoring.change_probe import measure_ceiling, train_probe
     from fedtar.data.exams import concat_exams
     from fedtar.data.site import load_site
     from fedtar.data.tokenizer import ReportTokenizer
+    from fedtar.scoring.change_probe import measure_ceiling, train_probe
 
     tokenizer = ReportTokenizer.load(base_dir)
     sites = [load_site(m, tokenizer, cfg) for m in _manifests(data)]
@@ -282,9 +282,9 @@ def measure_start(out: Path, cfg: Any, base_dir: Path, data: str) -> dict[str, d
             return cached
     import torch
 
-    from fedtar.scoring.evaluation import evaluate_model, flat_metrics
-    from fedtar.generator.model import adapt_model, load_model
     from fedtar.data.site import load_site
+    from fedtar.generator.model import adapt_model, load_model
+    from fedtar.scoring.evaluation import evaluate_model, flat_metrics
 
     base, tokenizer = load_model(base_dir)
     torch.manual_seed(cfg.train.seed)

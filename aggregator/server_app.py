@@ -17,8 +17,8 @@ from typing import Any
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
-from aggregator.server_loop import FederationResult, RunPaths, run_federation
 from aggregator.flower_app import NOT_SET, PATH_KEYS
+from aggregator.server_loop import FederationResult, RunPaths, run_federation
 from fedtar.config import FedTARConfig, load_config
 from fedtar.generator.model import ARCHITECTURE_KEYS, CONFIG_FILE
 

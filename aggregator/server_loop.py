@@ -35,11 +35,11 @@ from aggregator.strategies import STRATEGIES, FederatedStrategy, Scaffold
 from data_adapters.records import find_manifests
 from fedtar.config import FedTARConfig
 from fedtar.data.exams import concat_exams
+from fedtar.data.site import load_site
 from fedtar.generator.model import adapt_model, load_model
 from fedtar.generator.parameters import get_travelling_state, set_travelling_state, state_from_record, travelling_specs
-from fedtar.data.site import load_site
-from fedtar.operations.tracking import TB_DIR, Tracker
 from fedtar.learning.training import validation_gradient
+from fedtar.operations.tracking import TB_DIR, Tracker
 
 log = logging.getLogger("fedtar.server")
 

@@ -24,20 +24,20 @@ from typing import Any
 
 import torch
 
-from aggregator.server_app import make_server_app, run_from_values
 from aggregator.checkpoint import FINAL_STATE_FILE, RESULTS_FILE, open_run
+from aggregator.server_app import make_server_app, run_from_values
 from clients.client_app import app as client_app
 from clients.site_runtime import evaluate_site, site_runtime
 from data_adapters.records import find_manifests
 from data_adapters.synthetic import SyntheticConfig, ensure_federation
 from fedtar.config import FedTARConfig, apply_overrides, validate_config
-from fedtar.demo import train_central
-from fedtar.scoring.evaluation import REPORT_COLUMNS, evaluate_model, flat_metrics
-from fedtar.generator.model import adapt_model, load_model
-from fedtar.operations.output_folder import safe_child
-from fedtar.learning.pretrain import pretrain_base
 from fedtar.data.site import load_site
+from fedtar.demo import train_central
+from fedtar.generator.model import adapt_model, load_model
+from fedtar.learning.pretrain import pretrain_base
+from fedtar.operations.output_folder import safe_child
 from fedtar.operations.tables import format_table
+from fedtar.scoring.evaluation import REPORT_COLUMNS, evaluate_model, flat_metrics
 
 log = logging.getLogger(__name__)
 

@@ -32,12 +32,12 @@ from flwr.serverapp.strategy import Strategy
 
 from aggregator.guards import GuardReport, Rejection, check_state, norm_outliers, update_norm
 from aggregator.robust import ROBUST_MODES, RobustCombiner, make_combiner
-from fedtar.trust.audit import content_digest
 from fedtar.config import FedTARConfig
 from fedtar.data.demographics import GMM_RECORD
 from fedtar.generator.parameters import TensorSpec, state_from_record
-from fedtar.trust.privacy import PrivacyAccountant, add_noise
 from fedtar.learning.temporal_policy import MetaInputs, PolicyLearner, time_features
+from fedtar.trust.audit import content_digest
+from fedtar.trust.privacy import PrivacyAccountant, add_noise
 
 log = logging.getLogger(__name__)
 State = dict[str, torch.Tensor]

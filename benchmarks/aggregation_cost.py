@@ -20,11 +20,11 @@ from pathlib import Path
 import torch
 
 from fedtar.config import load_config
+from fedtar.data.tokenizer import ReportTokenizer
 from fedtar.generator.model import build_model
 from fedtar.generator.parameters import get_travelling_state
-from fedtar.operations.tables import format_table
 from fedtar.learning.temporal_policy import residual_aggregate, weighted_mean
-from fedtar.data.tokenizer import ReportTokenizer
+from fedtar.operations.tables import format_table
 
 
 def timed(fn) -> float:

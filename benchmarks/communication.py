@@ -21,12 +21,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from paper_model import paper_backbones, paper_model_from  # benchmarks/paper_model.py (run from the repo root)
+
 from fedtar.config import load_config
+from fedtar.data.tokenizer import ReportTokenizer
 from fedtar.generator.model import build_model
 from fedtar.generator.parameters import TRANSPORT_DTYPES, size_report, travelling_specs
 from fedtar.operations.tables import format_table
-from fedtar.data.tokenizer import ReportTokenizer
-from paper_model import paper_backbones, paper_model_from  # benchmarks/paper_model.py (run from the repo root)
 
 # Adapter variants: the paper's per-layer heads, the shared generator at the default width, and at half width.
 VARIANTS = {"per-layer": {"lora.hypernetwork": "per-layer"}, "shared": {"lora.hypernetwork": "shared"},

@@ -21,14 +21,14 @@ import time
 from pathlib import Path
 
 import torch
+from paper_model import paper_model  # benchmarks/paper_model.py (scripts run from the repo root)
 from torch.utils.flop_counter import FlopCounterMode
 
 from fedtar.config import load_config
 from fedtar.data.exams import Batch
+from fedtar.data.tokenizer import ReportTokenizer
 from fedtar.generator.model import build_model, q_dim
 from fedtar.operations.tables import format_table
-from fedtar.data.tokenizer import ReportTokenizer
-from paper_model import paper_model  # benchmarks/paper_model.py (scripts run from the repo root)
 
 
 def synthetic_batch(batch: int, channels: int, size: int, tokens: int, vocab: int, q_dim: int,

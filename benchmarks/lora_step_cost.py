@@ -26,12 +26,12 @@ import torch
 from data_adapters.records import read_manifest
 from data_adapters.synthetic import SyntheticConfig, generate_federation
 from fedtar.config import load_config
+from fedtar.data.site import load_site
+from fedtar.data.tokenizer import ReportTokenizer
 from fedtar.generator.model import build_model
 from fedtar.generator.parameters import size_report
-from fedtar.data.site import load_site
-from fedtar.operations.tables import format_table
-from fedtar.data.tokenizer import ReportTokenizer
 from fedtar.learning.training import make_optimizer
+from fedtar.operations.tables import format_table
 
 SETUPS = {
     "a_full_finetune": {"train.base": "trainable", "lora.shared": False, "lora.patient": False},

@@ -15,8 +15,8 @@ from pathlib import Path
 from transformers import CvtConfig, CvtModel, GPT2Config, GPT2LMHeadModel
 
 from fedtar.config import load_config
-from fedtar.generator.model import ReportGenerator, build_model
 from fedtar.data.tokenizer import ReportTokenizer
+from fedtar.generator.model import ReportGenerator, build_model
 
 VOCAB = 50257  # DistilGPT2's
 

@@ -18,12 +18,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine_info import machine_info
+
 from data_adapters.deid import Pseudonymizer
 from data_adapters.mimic_cxr import MimicOptions, prepare_mimic_cxr
 from data_adapters.mimic_rehearsal import RehearsalConfig, write_rehearsal
 from data_adapters.study_jobs import available_cores
 from fedtar.operations.tables import format_table
-from machine_info import machine_info
 
 RESULTS = Path(__file__).parent / "results" / "prepare_throughput.json"
 

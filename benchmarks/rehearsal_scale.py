@@ -28,9 +28,9 @@ import time
 from pathlib import Path
 
 import psutil
+from machine_info import machine_info
 
 from fedtar.operations.tables import format_table
-from machine_info import machine_info
 
 RESULTS = Path(__file__).parent / "results" / "rehearsal_scale.json"
 # A small model reading the 384 px PNGs at 128 px; steps capped per training call.

@@ -76,9 +76,9 @@ def child(args: argparse.Namespace) -> dict:
 
     from fedtar.config import load_config
     from fedtar.data.exams import concat_exams
-    from fedtar.generator.model import build_model
     from fedtar.data.site import load_site
     from fedtar.data.tokenizer import ReportTokenizer
+    from fedtar.generator.model import build_model
     from fedtar.learning.training import train_local
 
     torch.manual_seed(0)

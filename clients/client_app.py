@@ -41,7 +41,6 @@ from clients.site_runtime import (
     train_per_visit,
     train_pooled,
 )
-from fedtar.trust.audit import append_entry
 from fedtar.data.demographics import (
     GMM_CANDIDATES,
     GMM_RECORD,
@@ -50,8 +49,9 @@ from fedtar.data.demographics import (
     candidates_from_state,
     site_statistics,
 )
-from fedtar.trust.base_hash import base_sha256
 from fedtar.generator.parameters import encode_state, state_from_record, travelling_specs
+from fedtar.trust.audit import append_entry
+from fedtar.trust.base_hash import base_sha256
 from fedtar.trust.privacy import clip_upload
 
 log = logging.getLogger(__name__)

@@ -19,11 +19,10 @@ import torch
 
 from data_adapters.records import find_manifests
 from fedtar.config import FedTARConfig, apply_overrides
-from fedtar.scoring.evaluation import evaluate_model, flat_metrics
-from fedtar.generator.model import ReportGenerator, adapt_model, load_model
-from fedtar.generator.parameters import get_travelling_state, set_travelling_state
 from fedtar.data.site import SiteData, load_site
 from fedtar.data.tokenizer import ReportTokenizer
+from fedtar.generator.model import ReportGenerator, adapt_model, load_model
+from fedtar.generator.parameters import get_travelling_state, set_travelling_state
 from fedtar.learning.training import (
     GradCorrection,
     make_optimizer,
@@ -32,6 +31,7 @@ from fedtar.learning.training import (
     train_local,
     validation_gradient,
 )
+from fedtar.scoring.evaluation import evaluate_model, flat_metrics
 
 log = logging.getLogger(__name__)
 State = dict[str, torch.Tensor]

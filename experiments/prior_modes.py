@@ -18,11 +18,11 @@ from pathlib import Path
 
 from data_adapters.synthetic import SyntheticConfig, generate_federation
 from fedtar.config import V1_GENERATOR, load_config
-from fedtar.scoring.evaluation import evaluate_model
+from fedtar.data.site import load_site
 from fedtar.generator.model import load_model
 from fedtar.learning.pretrain import pretrain_base
-from fedtar.data.site import load_site
 from fedtar.operations.tables import format_table
+from fedtar.scoring.evaluation import evaluate_model
 
 MODES = ("none", "image", "report", "both")
 

@@ -42,10 +42,10 @@ from clients.poisoning import poisoning_app, shuffled_reports
 from data_adapters.records import find_manifests
 from data_adapters.synthetic import SyntheticConfig, generate_federation
 from fedtar.config import apply_overrides, load_config, parse_set_args
-from fedtar.scoring.evaluation import evaluate_manifests, flat_metrics
 from fedtar.generator.model import build_model, load_model
 from fedtar.learning.pretrain import pretrain_base, public_pool_config
 from fedtar.operations.tables import format_table
+from fedtar.scoring.evaluation import evaluate_manifests, flat_metrics
 
 SWEEP = "experiments/fta2.toml"
 SITES = 4

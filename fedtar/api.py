@@ -40,11 +40,11 @@ from clients.client_app import app as client_app
 from data_adapters.records import find_manifests
 from data_adapters.synthetic import SyntheticConfig, generate_federation
 from fedtar.config import SYNTHETIC_PRESET, FedTARConfig, apply_overrides, load_config
-from fedtar.scoring.evaluation import Evaluation, evaluate_manifests
-from fedtar.scoring.metrics.clinical import Labeler, rule_labels
+from fedtar.data.tokenizer import ReportTokenizer
 from fedtar.generator.model import ReportGenerator
 from fedtar.learning.pretrain import pretrain_base
-from fedtar.data.tokenizer import ReportTokenizer
+from fedtar.scoring.evaluation import Evaluation, evaluate_manifests
+from fedtar.scoring.metrics.clinical import Labeler, rule_labels
 
 __all__ = [
     # build a config, data, a base; run; score

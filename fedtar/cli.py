@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import os
 import logging
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -43,8 +43,8 @@ def _positive_float(text: str) -> float:
 def _synth(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from fedtar.operations.federation_summary import summary_text
     from data_adapters.synthetic import SyntheticConfig, generate_federation
+    from fedtar.operations.federation_summary import summary_text
     from fedtar.operations.output_folder import claim_output, content_hash
 
     cfg = SyntheticConfig(sites=args.sites, patients=args.patients, visits=args.visits, seed=args.seed,
@@ -195,6 +195,9 @@ def _prepare_dicom(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from aggregator.checkpoint import load_trained
     from data_adapters.records import find_manifests
+    from fedtar.data.tokenizer import unknown_rate
+    from fedtar.operations.output_folder import claim_output_file, manifest_inputs
+    from fedtar.operations.tables import format_table
     from fedtar.scoring.evaluation import (
         GENERATED_COLUMNS,
         STANDARD_COLUMNS,
@@ -202,11 +205,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         evaluate_manifests,
         write_generated,
     )
-    from fedtar.operations.output_folder import claim_output_file, manifest_inputs
     from fedtar.scoring.metrics.chexbert import chexbert_labeler
     from fedtar.scoring.metrics.clinical import rule_labels
-    from fedtar.operations.tables import format_table
-    from fedtar.data.tokenizer import unknown_rate
 
     # The optional CheXbert weights first: a missing file is named before any other work.
     labeler = chexbert_labeler(args.chexbert_weights) if args.chexbert_weights else rule_labels
@@ -253,7 +253,6 @@ def _server(args: argparse.Namespace) -> int:
     (start, key registration, submission); 128+N stopped by signal N during --run."""
     import time
 
-    from fedtar.config import parse_set_args
     from aggregator.flower_app import check_run_config, write_app
     from aggregator.superlink import (
         EXIT_FLOWER,
@@ -268,6 +267,7 @@ def _server(args: argparse.Namespace) -> int:
         submit_run,
         wait_run,
     )
+    from fedtar.config import parse_set_args
     from fedtar.operations.flower_processes import Stopped, raise_on_signals, stop
 
     cfg, _ = load_server_config(args.config)
@@ -380,8 +380,8 @@ def _base_input(args: argparse.Namespace) -> dict[str, str]:
 
 def _run_stamp(cfg, args: argparse.Namespace) -> dict[str, str]:
     """What a run folder's results depend on: the config, and the base when one is given."""
-    from fedtar.trust.base_hash import base_sha256
     from fedtar.operations.output_folder import content_hash
+    from fedtar.trust.base_hash import base_sha256
 
     return {"config_sha256": content_hash(cfg.to_flat()), **({"base_sha256": base_sha256(args.base)}
                                                              if args.base else {})}

@@ -22,8 +22,8 @@ else:  # pragma: no cover
 
 from fedtar.generator.adapters import HYPERNETWORKS, PatientLoRAConfig
 from fedtar.generator.parameters import TRANSPORT_DTYPES
-from fedtar.trust.privacy import PrivacyConfig
 from fedtar.learning.temporal_policy import PolicyConfig
+from fedtar.trust.privacy import PrivacyConfig
 
 
 @dataclass

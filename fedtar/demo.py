@@ -17,14 +17,14 @@ import torch
 
 from data_adapters.synthetic import SyntheticConfig, ensure_federation
 from fedtar.config import FedTARConfig
-from fedtar.scoring.evaluation import REPORT_COLUMNS, Evaluation, evaluate_model
 from fedtar.data.exams import concat_exams
+from fedtar.data.site import SiteData, load_site
 from fedtar.generator.model import ReportGenerator, adapt_model, load_model, save_model
 from fedtar.generator.parameters import size_report
 from fedtar.learning.pretrain import pretrain_base
-from fedtar.data.site import SiteData, load_site
-from fedtar.operations.tables import format_table
 from fedtar.learning.training import make_optimizer, resolve_device, train_local
+from fedtar.operations.tables import format_table
+from fedtar.scoring.evaluation import REPORT_COLUMNS, Evaluation, evaluate_model
 
 log = logging.getLogger(__name__)
 

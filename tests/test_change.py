@@ -9,12 +9,12 @@ import torch
 
 from data_adapters.findings import CHANGE_TARGETS, CHEXPERT_OBSERVATIONS, change_between, change_targets
 from data_adapters.records import read_manifest
-from fedtar.scoring.change_probe import measure_ceiling, train_probe
 from fedtar.config import load_config
 from fedtar.data.exams import concat_exams, load_exams
+from fedtar.data.tokenizer import ReportTokenizer
 from fedtar.generator.model import adapt_model, build_model, load_model, save_model
 from fedtar.generator.parameters import travelling_specs
-from fedtar.data.tokenizer import ReportTokenizer
+from fedtar.scoring.change_probe import measure_ceiling, train_probe
 
 TINY = {"model.hidden_size": 32, "model.layers": 1, "model.heads": 2, "data.image_size": 32,
         "data.max_tokens": 64, "lora.hyper_dim": 8, "demographics.gmm": False}

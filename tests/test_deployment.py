@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from aggregator.flower_app import PATH_KEYS, app_pyproject, check_run_config, config_keys
 from aggregator.superlink import (
     ServerRoleConfig,
     SuperLinkStartError,
@@ -43,14 +44,13 @@ from aggregator.superlink import (
     submit_run,
     wait_run,
 )
-from aggregator.flower_app import PATH_KEYS, app_pyproject, check_run_config, config_keys
 from clients.supernode import NodeRoleConfig, NodeRunner, load_node_config, start_supernode
 from conftest import TINY_FED, toml_lines
 from data_adapters.synthetic import SyntheticConfig, generate_federation
-from fedtar.trust.audit import read_log, verify_chain
 from fedtar.cli import main
 from fedtar.config import read_toml
 from fedtar.operations.flower_processes import stop
+from fedtar.trust.audit import read_log, verify_chain
 
 APP = Path(__file__).resolve().parents[1]
 # Deadlines scale with measured progress: a run fails when neither a site's reply (audit

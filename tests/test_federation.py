@@ -115,8 +115,7 @@ def test_sites_send_only_declared_tensors_and_numbers(tiny_base, tiny_federation
     records = [r for m in (grid.sent[0],) for r in m.content.array_records]
     assert records == ["global"]
     texts = []
-    from data_adapters.records import read_manifest
-    from data_adapters.records import find_manifests
+    from data_adapters.records import find_manifests, read_manifest
     for m in find_manifests(tiny_federation):
         for r in read_manifest(m).records:
             texts += [r.patient_id, r.findings.split(".")[0]]

@@ -16,8 +16,8 @@ from conftest import TINY_FED
 from data_adapters.records import read_manifest
 from fedtar.config import load_config
 from fedtar.data.demographics import PatientAssigner
-from fedtar.generator.model import q_dim
 from fedtar.data.site import load_site
+from fedtar.generator.model import q_dim
 from fedtar.learning.temporal_policy import (
     MetaInputs,
     PolicyConfig,

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from report_corpus import HELD_OUT, REPORTS
 
 from data_adapters.findings import CHEXPERT_OBSERVATIONS
 from fedtar.scoring.labeler import extract_changes, label_report
-from report_corpus import HELD_OUT, REPORTS
 
 # (sentence, observation, expected label); None: not mentioned.
 CASES = [

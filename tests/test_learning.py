@@ -12,12 +12,12 @@ import torch
 
 from data_adapters.synthetic import SyntheticConfig, generate_federation
 from fedtar.config import V1_GENERATOR, apply_overrides, load_config
-from fedtar.scoring.evaluation import evaluate_model
 from fedtar.data.exams import concat_exams
+from fedtar.data.site import load_site
 from fedtar.generator.model import adapt_model, build_model, load_model
 from fedtar.learning.pretrain import pretrain_base
-from fedtar.data.site import load_site
 from fedtar.learning.training import make_optimizer, train_local
+from fedtar.scoring.evaluation import evaluate_model
 
 SMALL = {"model.hidden_size": 64, "model.layers": 2, "model.heads": 2, "demographics.gmm_components": 8,
          "lora.hyper_dim": 8, "lora.alpha": 8, "train.lr": 3e-3}

@@ -10,14 +10,24 @@ import pytest
 from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
 from pycocoevalcap.rouge.rouge import Rouge
+from report_corpus import REPORTS, TOKENIZER_SENTENCES
 
 from data_adapters.findings import CHEXPERT_OBSERVATIONS
 from fedtar.scoring.labeler import extract_changes, label_report
-from fedtar.scoring.metrics import (PROTOCOLS, bleu, cider_d, comparison_accuracy, evaluate_by_visit, evaluate_reports, meteor,
-                            metric_tokens, rouge_l, temporal_entity_f1)
+from fedtar.scoring.metrics import (
+    PROTOCOLS,
+    bleu,
+    cider_d,
+    comparison_accuracy,
+    evaluate_by_visit,
+    evaluate_reports,
+    meteor,
+    metric_tokens,
+    rouge_l,
+    temporal_entity_f1,
+)
 from fedtar.scoring.metrics.clinical import clinical_efficacy
 from fedtar.scoring.metrics.ptb import coco_tokenize
-from report_corpus import REPORTS, TOKENIZER_SENTENCES
 
 PAIRS = [
     ("there is a small left pleural effusion", "there is a moderate left pleural effusion"),

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from archives import build_mimic, tree_digest
+
 from conftest import TINY_FED
 from data_adapters import mimic_cxr
 from data_adapters.deid import Pseudonymizer
@@ -169,9 +169,9 @@ def prepared(archive, tmp_path_factory) -> Path:
 def test_base_pretrained_on_the_pool_knows_its_words_and_the_synthetic_one_does_not(prepared, tiny_base, tmp_path,
                                                                                         caplog):
     from fedtar.config import load_config
+    from fedtar.data.site import load_site
     from fedtar.generator.model import load_model
     from fedtar.learning.pretrain import pretrain_base
-    from fedtar.data.site import load_site
 
     cfg = load_config(overrides=TINY_FED)
     base = pretrain_base(tmp_path / "base", cfg, epochs=1, lr=3e-3, data=prepared)
@@ -235,9 +235,9 @@ def test_base_assembled_from_local_backbones_uses_the_decoders_tokenizer(prepare
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast, ViTConfig, ViTModel
 
     from fedtar.config import load_config
+    from fedtar.data.site import load_site
     from fedtar.generator.model import adapt_model, load_model
     from fedtar.learning.pretrain import pretrain_base
-    from fedtar.data.site import load_site
     from fedtar.learning.training import generate_reports, make_optimizer, train_local
 
     eos = "<|endoftext|>"

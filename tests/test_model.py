@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 from transformers import GPT2LMHeadModel, ViTModel
 
-from dataclasses import fields
-
 from data_adapters.records import read_manifest
-from fedtar.generator.adapters import PatientLoRALinear
-from fedtar.generator.backbones import tiny_decoder_config, tiny_encoder_config
-from fedtar.generator.change_head import CHANGE_HEAD
 from fedtar.config import V1_GENERATOR, load_config
 from fedtar.data.demographics import PatientAssigner
 from fedtar.data.exams import Batch, load_exams
+from fedtar.data.tokenizer import ReportTokenizer
+from fedtar.generator.adapters import PatientLoRALinear
+from fedtar.generator.backbones import tiny_decoder_config, tiny_encoder_config
+from fedtar.generator.change_head import CHANGE_HEAD
 from fedtar.generator.model import adapt_model, build_model, load_model, save_model
 from fedtar.generator.parameters import get_travelling_state, set_travelling_state, size_report, travelling_specs
-from fedtar.data.tokenizer import ReportTokenizer
 
 # What travels: the shared and patient LoRA factors, the hypernetwork, the patient projection, the change head.
 ADAPTER_TENSORS = ("lora_A", "lora_B", "hypernetwork.", "patient_proj", CHANGE_HEAD + ".")

@@ -24,12 +24,12 @@ from clients.client_app import app as client_app
 from clients.node_policy import parse_pins, pin_breaches
 from clients.supernode import load_node_config, supernode_command
 from conftest import TINY_FED
-from fedtar.trust.audit import read_log, verify_chain
-from fedtar.trust.base_hash import base_sha256
 from fedtar.cli import main
 from fedtar.config import load_config
 from fedtar.generator.model import adapt_model, load_model
 from fedtar.generator.parameters import get_travelling_state
+from fedtar.trust.audit import read_log, verify_chain
+from fedtar.trust.base_hash import base_sha256
 
 
 def _node_toml(tmp_path, extra: str = "", pins: str = "") -> str:

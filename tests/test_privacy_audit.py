@@ -12,10 +12,10 @@ from aggregator.inprocess_grid import InProcessGrid
 from aggregator.server_app import run_from_values
 from clients.client_app import app as client_app
 from conftest import TINY_FED
-from fedtar.trust.audit import read_log, verify_chain
 from fedtar.config import load_config
 from fedtar.generator.model import adapt_model, load_model
 from fedtar.generator.parameters import get_travelling_state
+from fedtar.trust.audit import read_log, verify_chain
 from test_federation import values
 
 

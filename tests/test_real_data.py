@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from archives import (
     DX_STORAGE,
     HOSPITAL_PATIENTS,
@@ -25,6 +24,7 @@ from archives import (
     tree_digest,
     write_ct_series,
 )
+
 from data_adapters.ct import HU_WINDOWS, volume_transform, write_nifti
 from data_adapters.deid import Pseudonymizer, load_or_create_secret, scrub_text
 from data_adapters.dicom import DicomOptions, prepare_dicom
@@ -246,8 +246,8 @@ def test_hospital_ct_exams_become_windowed_volumes(hospital):
     records = read_manifest(prepared.manifests[0]).records
     assert [r.visit_index for r in records] == [1, 2] and records[1].days_since_prior == 365
     assert all(r.image_paths[0].name.endswith(".nii.gz") for r in records)
-    from data_adapters.dataset import image_reader
     from fedtar.data.exams import load_exams
+    from fedtar.data.image_store import image_reader
     from fedtar.data.tokenizer import ReportTokenizer
 
     tok = ReportTokenizer.train([r.findings for r in records])
@@ -261,10 +261,10 @@ def test_hospital_ct_exams_become_windowed_volumes(hospital):
 def test_report_generator_takes_ct_volumes(hospital, tmp_path):
     """The 3D encoder option: a CT site trains, generates, and saves/reloads offline."""
     from fedtar.config import load_config
-    from fedtar.generator.model import build_model, load_model, save_model
-    from fedtar.generator.parameters import get_travelling_state
     from fedtar.data.site import load_site
     from fedtar.data.tokenizer import ReportTokenizer
+    from fedtar.generator.model import build_model, load_model, save_model
+    from fedtar.generator.parameters import get_travelling_state
     from fedtar.learning.training import generate_reports, make_optimizer, mean_loss, train_local
 
     prepared = prepare_dicom(hospital["root"], tmp_path / "ct", KEY, DicomOptions(modality="ct"),

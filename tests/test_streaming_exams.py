@@ -13,9 +13,9 @@ import torch
 from monai.transforms import Compose, LoadImage, Resize, ScaleIntensity
 from PIL import Image
 
-from data_adapters.dataset import image_reader
 from data_adapters.records import read_manifest
 from fedtar.data.exams import Batch, concat_exams, load_exams
+from fedtar.data.image_store import image_reader
 from fedtar.data.tokenizer import ReportTokenizer
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from data_adapters.records import read_manifest
 from data_adapters.summary import image_noise, summarize_site
-from fedtar.operations.federation_summary import summary_text
 from data_adapters.synthetic import SyntheticConfig, generate_federation
 from data_adapters.synthetic.patients import SIMULATED_FINDINGS
 from data_adapters.synthetic.phrasing import ELDERLY_AGE, era_of
+from fedtar.operations.federation_summary import summary_text
 from fedtar.scoring.labeler import extract_changes, label_report
 
 

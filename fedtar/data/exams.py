@@ -1,7 +1,7 @@
 """Exams as the model sees them: small metadata tensors in memory, images streamed per batch.
 
 Records, token ids, profiles, visit indices, prior links and labels of a site are small
-tensors; each row's image is a key into the site's ImageStore (data_adapters.dataset), read
+tensors; each row's image is a key into the site's ImageStore (fedtar.data.image_store), read
 from disk (through a bounded cache) only when a batch needs it, priors by the same keys. So a
 site's memory is bounded by ``data.cache_mib`` and the batch, not by its number of exams, and
 the batches are the ones a full pre-load gave (same rows, same values). Batches are index
@@ -18,11 +18,11 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from data_adapters.dataset import ImageReader, ImageStore, StoreUnion, check_image, image_reader
 from data_adapters.findings import CHEXPERT_OBSERVATIONS, change_targets
 from data_adapters.image_mode import read_failure
 from data_adapters.records import ExamRecord, Manifest, SkippedRow, assign_visits, log_skips, read_manifest
 from fedtar.data.demographics import profile_vectors
+from fedtar.data.image_store import ImageReader, ImageStore, StoreUnion, check_image, image_reader
 from fedtar.data.tokenizer import ReportTokenizer
 
 log = logging.getLogger(__name__)

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import torch
 
-from data_adapters.dataset import image_reader
 from data_adapters.records import ExamRecord, Manifest, read_manifest
 from fedtar.config import FedTARConfig
 from fedtar.data.demographics import DiagonalGMM, PatientAssigner
 from fedtar.data.exams import ENCODE_CHUNK, Exams, load_exams
+from fedtar.data.image_store import image_reader
 from fedtar.data.tokenizer import ReportTokenizer, UnknownRate, unknown_rate
 
 log = logging.getLogger(__name__)

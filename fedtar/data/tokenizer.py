@@ -12,9 +12,9 @@ subword tokenizer (``from_pretrained``), which has no unknown words.
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path

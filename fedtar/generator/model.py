@@ -33,6 +33,9 @@ from safetensors.torch import save_model as save_safetensors
 from torch import nn
 from transformers import AutoConfig, PretrainedConfig
 
+from fedtar.config import V1_GENERATOR, FedTARConfig, apply_overrides
+from fedtar.data.exams import Batch
+from fedtar.data.tokenizer import ReportTokenizer
 from fedtar.generator.adapters import SHARED_HYPERNETWORK, PatientLoRALinear, inject_patient_lora, patient_context
 from fedtar.generator.backbones import (
     TINY_ENCODERS,
@@ -44,9 +47,6 @@ from fedtar.generator.backbones import (
     tiny_encoder_config,
 )
 from fedtar.generator.change_head import CHANGE_HEAD, ChangeHead, change_loss
-from fedtar.config import V1_GENERATOR, FedTARConfig, apply_overrides
-from fedtar.data.exams import Batch
-from fedtar.data.tokenizer import ReportTokenizer
 
 PRIOR_CHOICES = ("none", "image", "report", "both")
 COMPARE_CHOICES = ("none", "difference")

@@ -34,11 +34,18 @@ from data_adapters.records import find_manifests, read_manifest
 from data_adapters.synthetic import SyntheticConfig, generate_federation
 from fedtar.config import V1_GENERATOR, FedTARConfig, apply_overrides
 from fedtar.data.exams import Batch, concat_exams
-from fedtar.generator.model import ARCHITECTURE_KEYS, COMPARISON_KEYS, MODEL_FILE, ReportGenerator, build_model, save_model
 from fedtar.data.site import load_site
 from fedtar.data.tokenizer import ReportTokenizer
-from fedtar.operations.tracking import Tracker, pretrain_log_dir
+from fedtar.generator.model import (
+    ARCHITECTURE_KEYS,
+    COMPARISON_KEYS,
+    MODEL_FILE,
+    ReportGenerator,
+    build_model,
+    save_model,
+)
 from fedtar.learning.training import mean_loss, resolve_device, train_local
+from fedtar.operations.tracking import Tracker, pretrain_log_dir
 
 log = logging.getLogger(__name__)
 PRETRAIN_FILE = "pretrain.json"

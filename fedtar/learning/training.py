@@ -16,8 +16,8 @@ import torch
 
 from fedtar.config import TrainConfig
 from fedtar.data.exams import Batch, Exams
-from fedtar.generator.model import ReportGenerator
 from fedtar.data.tokenizer import ReportTokenizer
+from fedtar.generator.model import ReportGenerator
 
 # Called after backward with {name: parameter} of the trainable tensors.
 GradCorrection = Callable[[dict[str, torch.nn.Parameter]], None]

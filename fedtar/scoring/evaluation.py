@@ -9,12 +9,12 @@ from pathlib import Path
 
 from data_adapters.synthetic.phrasing import demographic_accuracy
 from fedtar.data.exams import Exams
-from fedtar.scoring.metrics import METRIC_COLUMNS, PROTOCOLS, evaluate_by_visit, evaluate_reports
-from fedtar.scoring.metrics.clinical import Labeler, rule_labels
-from fedtar.generator.model import ReportGenerator
 from fedtar.data.site import load_site
 from fedtar.data.tokenizer import ReportTokenizer
+from fedtar.generator.model import ReportGenerator
 from fedtar.learning.training import generate_reports
+from fedtar.scoring.metrics import METRIC_COLUMNS, PROTOCOLS, evaluate_by_visit, evaluate_reports
+from fedtar.scoring.metrics.clinical import Labeler, rule_labels
 
 # The columns of every results table: the metrics plus the synthetic demographic statements.
 REPORT_COLUMNS = (*METRIC_COLUMNS, "demo_acc")

@@ -13,9 +13,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from fedtar.trust.base_hash import base_sha256
 from fedtar.config import FedTARConfig
 from fedtar.operations.output_folder import content_hash
+from fedtar.trust.base_hash import base_sha256
 
 # Operational keys a resume may change freely (more rounds, longer deadlines): they do not
 # change what the checkpoint holds.

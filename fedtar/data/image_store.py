@@ -22,9 +22,9 @@ import torch.nn.functional as F
 from monai.transforms import CastToType, Compose, LoadImage, Orientation, Resize, Spacing
 from PIL import Image
 
-from .ct import HUWindows
-from .image_mode import match_channels, read_failure
-from .records import SkippedRow
+from data_adapters.ct import HUWindows
+from data_adapters.image_mode import match_channels, read_failure
+from data_adapters.records import SkippedRow
 
 log = logging.getLogger(__name__)
 
