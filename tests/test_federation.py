@@ -172,7 +172,7 @@ def test_holdout_site_and_centralized_reference(tiny_base, tmp_path):
     assert [e["valid"] for e in fedtar.history] == [2], "only the two training sites take part"
     holdout_tests = sum(1 for line in (tmp_path / "federation" / "site3" / "manifest.csv").read_text().splitlines()
                         if line.endswith(",test"))
-    assert fedtar.scoring.metrics["num-examples"] == holdout_tests, "scored on the held-out site's test exams only"
+    assert fedtar.metrics["num-examples"] == holdout_tests, "scored on the held-out site's test exams only"
     assert 0 <= central.metrics["bleu4"] <= 1 and math.isfinite(central.metrics["cider"])
 
 
