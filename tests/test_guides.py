@@ -1,0 +1,61 @@
+"""The guides' commands, run as a user runs them: the installed `fedtar` command, from an empty folder, in
+the order the page gives, with only paths and sizes made small (each substitution is listed below).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def blocks(page: Path, language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", page.read_text(encoding="utf-8"), flags=re.S)
+
+
+def shrink(text: str, folder: Path, sizes: dict[str, str]) -> str:
+    """The page's text with its absolute paths under `folder` and its sizes replaced (each must occur)."""
+    for old, new in sizes.items():
+        assert old in text, f"the guide no longer says {old!r}: update this test's tiny sizes"
+        text = text.replace(old, new)
+    for root in ("/data/", "/models/", "/secure/"):
+        text = text.replace(root, f"{folder}{root}")
+    return text
+
+
+def run_bash(script: str, cwd: Path, timeout: float) -> subprocess.CompletedProcess:
+    if shutil.which("fedtar") is None:
+        pytest.fail("the `fedtar` command is not installed (pip install -e . puts it on PATH)")
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=cwd, env=env, capture_output=True,
+                            text=True, timeout=timeout)
+    assert result.returncode == 0, f"exit {result.returncode}\n{script}\n--- stdout\n{result.stdout[-3000:]}\n" \
+                                   f"--- stderr\n{result.stderr[-3000:]}"
+    return result
+
+
+@pytest.mark.slow
+def test_the_mimic_walkthrough_runs_verbatim_at_a_tiny_size(tmp_path):
+    page = DOCS / "guides" / "mimic-cxr.md"
+    work = tmp_path / "empty"
+    work.mkdir()
+    (config,) = [b for b in blocks(page, "toml") if b.startswith("# mimic.toml")]
+    # The page's config, at the tiny image size, and a model small enough for a test.
+    (work / "mimic.toml").write_text(shrink(config, tmp_path, {"= 384": "= 32"}) +
+                                     '"model.hidden_size" = 32\n"model.layers" = 1\n"model.heads" = 2\n')
+    (script,) = [b for b in blocks(page, "bash") if "fedtar synth-mimic" in b]
+    script = shrink(script, tmp_path, {"--studies 20000": "--studies 48", "--image-size 512": "--image-size 64",
+                                       "--image-size 384": "--image-size 32", "--workers 8": "--workers 1",
+                                       "--rounds 10": "--rounds 1 --strategies fedtar"})
+    result = run_bash(script, work, timeout=1500)
+    # What each step leaves: the sites, the base, the run, and the scores evaluate printed.
+    assert len(list((tmp_path / "data" / "fedtar" / "mimic").glob("*/manifest.csv"))) == 4
+    assert (tmp_path / "models" / "fedtar-mimic-base" / "model.safetensors").is_file()
+    assert (work / "runs" / "simulate" / "runs" / "all" / "fedtar" / "seed-0" / "results.json").is_file()
+    assert "cider" in result.stdout.lower()
