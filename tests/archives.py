@@ -232,3 +232,24 @@ def write_ct_series(folder: Path, study_uid: str, slices: int = 8, size: int = 1
 def tree_digest(root: Path) -> dict[str, bytes]:
     """Every file's bytes under root (to show a source tree was not modified)."""
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def build_ct_export(root: Path, reports_csv: Path, patients: int, exams: int = 2, slices: int = 8, size: int = 16,
+                    first: int = 0) -> int:
+    """A hospital's CT export under `root`: `patients` patients × `exams` studies, one series each
+    (slices in reverse order), a text report per study listed in `reports_csv`. Returns the study count."""
+    rows = []
+    for p in range(first, first + patients):
+        for e in range(exams):
+            study_uid = generate_uid()
+            write_ct_series(root / f"patient{p}" / f"exam{e}", study_uid, slices=slices, size=size,
+                            PatientID=f"MRN-CT-{p:03d}", PatientName=f"DOE^P{p}", PatientSex="MF"[p % 2],
+                            PatientAge=f"{40 + p:03d}Y", StudyDate=f"{2018 + e}0{1 + p % 9}15",
+                            AccessionNumber=f"CT{p:03d}{e}")
+            report = reports_csv.parent / f"{reports_csv.stem}-text" / f"p{p}e{e}.txt"
+            report.parent.mkdir(parents=True, exist_ok=True)
+            finding = "Small nodule in the right upper lobe." if (p + e) % 2 else "No pulmonary nodule."
+            report.write_text(f"FINDINGS: {finding}\nIMPRESSION: {'Follow up.' if (p + e) % 2 else 'Normal.'}\n")
+            rows.append([study_uid, "", str(report.relative_to(reports_csv.parent))])
+    _write_csv(reports_csv, ["study_instance_uid", "accession_number", "report_path"], rows)
+    return len(rows)

@@ -59,3 +59,30 @@ def test_the_mimic_walkthrough_runs_verbatim_at_a_tiny_size(tmp_path):
     assert (tmp_path / "models" / "fedtar-mimic-base" / "model.safetensors").is_file()
     assert (work / "runs" / "simulate" / "runs" / "all" / "fedtar" / "seed-0" / "results.json").is_file()
     assert "cider" in result.stdout.lower()
+
+
+@pytest.mark.slow
+def test_the_ct_guide_runs_verbatim_at_a_tiny_size(tmp_path):
+    from archives import build_ct_export
+
+    page = DOCS / "guides" / "ct.md"
+    work = tmp_path / "empty"
+    work.mkdir()
+    # The two sites' exports the page names, 10 patients × 2 CT studies each.
+    for name, reports, first in (("ct-export", "reports.csv", 0), ("ct-export-2", "reports-2.csv", 10)):
+        build_ct_export(tmp_path / "archive" / name, tmp_path / "archive" / reports, patients=10, first=first)
+    (config,) = [b for b in blocks(page, "toml") if b.startswith("# ct.toml")]
+    (work / "ct.toml").write_text(shrink(config, tmp_path, {'"data.volume_depth" = 32': '"data.volume_depth" = 8',
+                                                             '"data.image_size" = 64': '"data.image_size" = 16'}) +
+                                  '"model.hidden_size" = 32\n"model.layers" = 1\n"model.heads" = 2\n'
+                                  '"federation.rounds" = 1\n')
+    (script,) = [b for b in blocks(page, "bash") if "--modality ct" in b]
+    script = shrink(script.replace("/archive/", f"{tmp_path}/archive/"), tmp_path,
+                    {"--base /models/fedtar-ct-base --config ct.toml":
+                     "--base /models/fedtar-ct-base --config ct.toml --strategies fedtar"})
+    run_bash(script, work, timeout=1500)
+    for site in ("ct-site1/site1", "ct-site2/site2"):
+        manifest = (tmp_path / "data" / "fedtar" / site / "manifest.csv").read_text()
+        assert ".nii" in manifest and "MRN-CT" not in manifest  # volumes, de-identified
+    assert (tmp_path / "models" / "fedtar-ct-base" / "model.safetensors").is_file()
+    assert (work / "runs" / "simulate" / "runs" / "all" / "fedtar" / "seed-0" / "results.json").is_file()
