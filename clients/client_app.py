@@ -81,16 +81,18 @@ def _runtime(msg: Message, context: Context) -> tuple[SiteRuntime, ConfigRecord]
     specs = travelling_specs(rt.model)
     dm = rt.cfg.demographics
     features = len(dm.features)
+    gmm = None  # demographics.gmm_scope = federated: the fitted GMM every message carries
     for name, record in msg.content.array_records.items():  # the global, control variates, the GMM
+        state = state_from_record(record)
         if name in (GMM_RECORD, GMM_CANDIDATES):
-            problems += gmm_breaches(state_from_record(record), name, features,
-                                     dm.gmm_components if name == GMM_RECORD else None)
+            problems += gmm_breaches(state, name, features, dm.gmm_components if name == GMM_RECORD else None)
+            gmm = state if name == GMM_RECORD else gmm
         else:
-            problems += state_breaches(state_from_record(record), specs, name)
+            problems += state_breaches(state, specs, name)
     if problems:
         _refuse(msg, context, problems)
-    if GMM_RECORD in msg.content.array_records:  # demographics.gmm_scope = federated
-        rt.site.use_gmm(DiagonalGMM.from_state_dict(state_from_record(msg.content[GMM_RECORD])))
+    if gmm is not None:
+        rt.site.use_gmm(DiagonalGMM.from_state_dict(gmm))
     return rt, config
 
 

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from fedtar.config import FedTARConfig, apply_overrides
+from fedtar.data.demographics import GMM_RECORD
 from fedtar.generator.parameters import TensorSpec
 
 _OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt, "==": operator.eq,
@@ -126,7 +127,7 @@ def gmm_breaches(state: Mapping[str, torch.Tensor], record: str, features: int,
                  components: int | None = None) -> list[str]:
     """What is wrong with a received GMM record (the fitted GMM, or EM's candidates): names, shapes,
     finite means and positive variances. `components` fixes the fitted GMM's width (q's)."""
-    if record == "gmm":
+    if record == GMM_RECORD:
         groups = {"": state}
     else:
         groups = {}
@@ -136,7 +137,7 @@ def gmm_breaches(state: Mapping[str, torch.Tensor], record: str, features: int,
     problems = []
     for prefix, parts in groups.items():
         if set(parts) != {"means", "variances", "log_weights"}:
-            problems.append(f"{record}: {prefix or ''}tensors {sorted(parts)}, expected means, variances, "
+            problems.append(f"{record}: {prefix}tensors {sorted(parts)}, expected means, variances, "
                             "log_weights")
             continue
         k = parts["log_weights"].shape[0] if parts["log_weights"].dim() == 1 else -1

@@ -1,8 +1,11 @@
-"""Patient profile vectors and the site-local Gaussian mixture over them.
+"""Patient profile vectors and the Gaussian mixture over them.
 
 v_p = [norm(hash(patient_id)), norm(age), enc(sex)] (DESIGN.md section 2);
-q_p is the soft assignment of v_p under a diagonal GMM fit on the site's own
-patients. The GMM's statistics are site state: they never travel.
+q_p is the soft assignment of v_p under a diagonal GMM. By default each site
+fits it on its own patients and it never travels; with
+demographics.gmm_scope = federated the sites send per-component sums over
+their patients instead (the end of this module) and receive one GMM fitted
+from them (aggregator/federated_gmm.py).
 """
 
 from __future__ import annotations
@@ -192,9 +195,10 @@ def bic_candidates(components: int) -> list[int]:
 
 @dataclass
 class PatientAssigner:
-    """Site-local map from profile vectors to q_p: GMM responsibilities, or the profile itself.
+    """A site's map from profile vectors to q_p: GMM responsibilities, or the profile itself.
 
-    Fitted on the site's own patients and kept at the site (never sent).
+    Fitted on the site's own patients and kept at the site (never sent), unless the site is handed a
+    federated GMM (SiteData.use_gmm).
     """
 
     gmm: DiagonalGMM | None

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 class SiteData:
     name: str
     exams: Exams
-    assigner: PatientAssigner   # q_p from the site's own GMM: never leaves the site
+    assigner: PatientAssigner   # q_p from the site's own GMM (or the federated one it was sent): never leaves
     unknown: UnknownRate        # [UNK] share of the site's report tokens under the base's tokenizer
 
     def split(self, name: str, visit: int | None = None) -> Exams:
@@ -45,7 +45,12 @@ class SiteData:
         return exams
 
     def use_gmm(self, gmm: DiagonalGMM) -> None:
-        """Take a GMM fitted elsewhere (demographics.gmm_scope = federated) in place of the site's own."""
+        """Take a GMM fitted elsewhere (demographics.gmm_scope = federated) in place of the site's own.
+        Every message carries it: q is recomputed only when it differs from the one in use."""
+        current = self.assigner.gmm
+        if current is not None and all(torch.equal(a, b) for a, b in zip(current.state_dict().values(),
+                                                                          gmm.state_dict().values())):
+            return
         self.assigner = PatientAssigner(gmm, self.assigner.with_profile)
         self.exams.q = self.assigner(self.exams.profiles)
 
@@ -65,7 +70,8 @@ def training_profiles(exams: Exams) -> torch.Tensor:
 
 def load_site(source: str | Path | Manifest | list[ExamRecord], tokenizer: ReportTokenizer,
               cfg: FedTARConfig, name: str | None = None) -> SiteData:
-    """Load a manifest and fit the site's GMM on its training patients' profiles."""
+    """Load a manifest and fit the site's own GMM on its training patients' profiles (a federated
+    GMM, when the run uses one, replaces it with the first message: SiteData.use_gmm)."""
     manifest = read_manifest(source) if isinstance(source, (str, Path)) else source
     d = cfg.data
     exams = load_exams(manifest, tokenizer, d.image_size, d.max_tokens, d.section, cfg.demographics.features,
