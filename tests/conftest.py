@@ -78,3 +78,42 @@ def tiny_federation(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny_federation")
     generate_federation(out, SyntheticConfig(sites=3, patients=8, visits=3, seed=9, image_size=32))
     return out
+
+
+@pytest.fixture(scope="session")
+def installed_fedtar(tmp_path_factory) -> Path:
+    """FedTAR installed from a wheel into a fresh virtual environment; returns its bin folder.
+
+    `--system-site-packages` spares reinstalling torch, Flower and the rest (`pip install
+    --no-deps` of the wheel only). pip writes Flower's commands only where it installs Flower,
+    so they are written into the venv's bin the way pip would: every Flower process (SuperLink,
+    SuperNode, SuperExec, ServerApp, ClientApp) then runs the venv's Python and imports the
+    wheel's FedTAR, not a checkout. Built once per session (the deployment walkthrough and the guides).
+    """
+    import importlib.metadata
+    import shutil
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("wheel")
+    source = root / "source"
+    shutil.copytree(Path(__file__).resolve().parents[1], source, ignore=shutil.ignore_patterns(".git", "runs", "state", "build", "dist", "*.egg-info",
+                                                                 "__pycache__", ".pytest_cache", ".venv"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(root / "dist"), str(source)], check=True, timeout=600)
+    wheel = next((root / "dist").glob("fedtar-*.whl"))
+    venv = root / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=300)
+    python = venv / "bin" / "python"
+    subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "-q", str(wheel)], check=True, timeout=600)
+    for ep in importlib.metadata.distribution("flwr").entry_points:
+        if ep.group == "console_scripts":
+            module, _, func = ep.value.partition(":")
+            script = venv / "bin" / ep.name
+            script.write_text(f"#!{python}\nimport sys\nfrom {module} import {func}\nsys.exit({func}())\n")
+            script.chmod(0o755)
+    where = subprocess.run([str(python), "-c", "import aggregator.server_app, clients.client_app, fedtar; "
+                            "print(aggregator.server_app.__file__, clients.client_app.__file__, fedtar.__file__)"],
+                           capture_output=True, text=True, check=True, cwd=root).stdout.split()
+    assert all(path.startswith(str(venv)) for path in where), where  # the wheel, not the checkout
+    return venv / "bin"

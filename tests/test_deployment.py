@@ -13,11 +13,9 @@ both start orders with FedTAR installed from a wheel into a fresh venv.
 
 from __future__ import annotations
 
-import importlib.metadata
 import io
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -555,40 +553,6 @@ def test_node_lines_for_refusals_and_replies(tmp_path):
     assert attempt["connected"]
     runner._log.close()
     assert (tmp_path / "node.log").read_text() == text  # the log file holds what the console showed
-
-
-@pytest.fixture(scope="module")
-def installed_fedtar(tmp_path_factory) -> Path:
-    """FedTAR installed from a wheel into a fresh virtual environment; returns its bin folder.
-
-    `--system-site-packages` spares reinstalling torch, Flower and the rest (`pip install
-    --no-deps` of the wheel only). pip writes Flower's commands only where it installs Flower,
-    so they are written into the venv's bin the way pip would: every Flower process (SuperLink,
-    SuperNode, SuperExec, ServerApp, ClientApp) then runs the venv's Python and imports the
-    wheel's FedTAR, not a checkout.
-    """
-    root = tmp_path_factory.mktemp("wheel")
-    source = root / "source"
-    shutil.copytree(APP, source, ignore=shutil.ignore_patterns(".git", "runs", "state", "build", "dist", "*.egg-info",
-                                                                 "__pycache__", ".pytest_cache", ".venv"))
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(root / "dist"), str(source)], check=True, timeout=600)
-    wheel = next((root / "dist").glob("fedtar-*.whl"))
-    venv = root / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=300)
-    python = venv / "bin" / "python"
-    subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "-q", str(wheel)], check=True, timeout=600)
-    for ep in importlib.metadata.distribution("flwr").entry_points:
-        if ep.group == "console_scripts":
-            module, _, func = ep.value.partition(":")
-            script = venv / "bin" / ep.name
-            script.write_text(f"#!{python}\nimport sys\nfrom {module} import {func}\nsys.exit({func}())\n")
-            script.chmod(0o755)
-    where = subprocess.run([str(python), "-c", "import aggregator.server_app, clients.client_app, fedtar; "
-                            "print(aggregator.server_app.__file__, clients.client_app.__file__, fedtar.__file__)"],
-                           capture_output=True, text=True, check=True, cwd=root).stdout.split()
-    assert all(path.startswith(str(venv)) for path in where), where  # the wheel, not the checkout
-    return venv / "bin"
 
 
 @pytest.mark.slow

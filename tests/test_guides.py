@@ -1,5 +1,6 @@
-"""The guides' commands, run as a user runs them: the installed `fedtar` command, from an empty folder, in
-the order the page gives, with only paths and sizes made small (each substitution is listed below).
+"""The guides' commands, run as a user runs them: `fedtar` installed from a wheel (conftest's
+installed_fedtar), from an empty folder, in the order the page gives, with only paths and sizes made
+small (each substitution is listed below).
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ def shrink(text: str, folder: Path, sizes: dict[str, str]) -> str:
     return text
 
 
-def run_bash(script: str, cwd: Path, timeout: float) -> subprocess.CompletedProcess:
-    if shutil.which("fedtar") is None:
-        pytest.fail("the `fedtar` command is not installed (pip install -e . puts it on PATH)")
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+def run_bash(script: str, cwd: Path, bin_dir: Path, timeout: float) -> subprocess.CompletedProcess:
+    """`script` under bash -euo pipefail with `bin_dir` (the wheel's venv) first on PATH."""
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONWARNINGS": "ignore"}
+    assert shutil.which("fedtar", path=env["PATH"]) == str(bin_dir / "fedtar")  # the wheel's, not a checkout's
     result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=cwd, env=env, capture_output=True,
                             text=True, timeout=timeout)
     assert result.returncode == 0, f"exit {result.returncode}\n{script}\n--- stdout\n{result.stdout[-3000:]}\n" \
@@ -41,7 +42,7 @@ def run_bash(script: str, cwd: Path, timeout: float) -> subprocess.CompletedProc
 
 
 @pytest.mark.slow
-def test_the_mimic_walkthrough_runs_verbatim_at_a_tiny_size(tmp_path):
+def test_the_mimic_walkthrough_runs_verbatim_at_a_tiny_size(tmp_path, installed_fedtar):
     page = DOCS / "guides" / "mimic-cxr.md"
     work = tmp_path / "empty"
     work.mkdir()
@@ -53,7 +54,7 @@ def test_the_mimic_walkthrough_runs_verbatim_at_a_tiny_size(tmp_path):
     script = shrink(script, tmp_path, {"--studies 20000": "--studies 48", "--image-size 512": "--image-size 64",
                                        "--image-size 384": "--image-size 32", "--workers 8": "--workers 1",
                                        "--rounds 10": "--rounds 1 --strategies fedtar"})
-    result = run_bash(script, work, timeout=1500)
+    result = run_bash(script, work, installed_fedtar, timeout=1500)
     # What each step leaves: the sites, the base, the run, and the scores evaluate printed.
     assert len(list((tmp_path / "data" / "fedtar" / "mimic").glob("*/manifest.csv"))) == 4
     assert (tmp_path / "models" / "fedtar-mimic-base" / "model.safetensors").is_file()
@@ -62,7 +63,7 @@ def test_the_mimic_walkthrough_runs_verbatim_at_a_tiny_size(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_ct_guide_runs_verbatim_at_a_tiny_size(tmp_path):
+def test_the_ct_guide_runs_verbatim_at_a_tiny_size(tmp_path, installed_fedtar):
     from archives import build_ct_export
 
     page = DOCS / "guides" / "ct.md"
@@ -80,7 +81,7 @@ def test_the_ct_guide_runs_verbatim_at_a_tiny_size(tmp_path):
     script = shrink(script.replace("/archive/", f"{tmp_path}/archive/"), tmp_path,
                     {"--base /models/fedtar-ct-base --config ct.toml":
                      "--base /models/fedtar-ct-base --config ct.toml --strategies fedtar"})
-    run_bash(script, work, timeout=1500)
+    run_bash(script, work, installed_fedtar, timeout=1500)
     for site in ("ct-site1/site1", "ct-site2/site2"):
         manifest = (tmp_path / "data" / "fedtar" / site / "manifest.csv").read_text()
         assert ".nii" in manifest and "MRN-CT" not in manifest  # volumes, de-identified
