@@ -102,6 +102,25 @@ def test_meteor_runs_with_java():
     assert note is None and score > 0.9
 
 
+@pytest.mark.skipif(shutil.which("java") is None, reason="the no-Java path is tested below")
+def test_meteor_jar_is_reused_restarted_when_dead_and_stopped_when_idle(monkeypatch):
+    from fedtar.scoring.metrics import nlg
+
+    pair = (["no pleural effusion", "small left effusion"], ["no pleural effusion", "left pleural effusion"])
+    first, _ = meteor(*pair)
+    jar = nlg._METEOR_JAR._scorer.meteor_p
+    assert meteor(*pair)[0] == first and nlg._METEOR_JAR._scorer.meteor_p is jar  # no second start
+    jar.kill()
+    jar.wait()
+    assert meteor(*pair)[0] == first  # a dead jar is replaced, the score unchanged
+    restarted = nlg._METEOR_JAR._scorer.meteor_p
+    assert restarted is not jar
+    monkeypatch.setattr(nlg, "METEOR_IDLE_SECONDS", 0.2)
+    meteor(*pair)
+    restarted.wait(timeout=10)  # stopped once idle: its memory is given back
+    assert nlg._METEOR_JAR._scorer is None
+
+
 def test_meteor_without_java_says_so(monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     score, note = meteor(["a"], ["a"])

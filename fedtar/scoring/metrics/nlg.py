@@ -14,9 +14,11 @@ it is reported as missing (NaN, with the reason), never as 0.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import math
 import shutil
+import threading
 from collections import Counter
 from collections.abc import Sequence
 
@@ -121,26 +123,72 @@ def cider_d(hyps: Sequence[str], refs: Sequence[str], n: int = 4, sigma: float =
     return total / max(len(hyps), 1)
 
 
+# The jar's start (about 5 s: it loads its paraphrase tables) cost more than the scoring of a site's
+# whole split, and every site's evaluation paid it. One jar process is kept per Python process and
+# reused; it holds about 1 GB, so it is stopped once unused for this many seconds (and at exit).
+METEOR_IDLE_SECONDS = 30.0
+
+
+class _MeteorJar:
+    """The reused METEOR jar: one at a time, started on first use, stopped when idle or broken."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._scorer = None
+        self._timer: threading.Timer | None = None
+        atexit.register(self.stop)
+
+    def score(self, gts: dict, res: dict) -> float:
+        from pycocoevalcap.meteor.meteor import Meteor
+
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+            if self._scorer is None or self._scorer.meteor_p.poll() is not None:
+                self._scorer = Meteor()
+            try:
+                score, _ = self._scorer.compute_score(gts, res)
+            except Exception:
+                self._stop_locked()  # a half-read answer would misalign the next call's lines
+                raise
+            self._timer = threading.Timer(METEOR_IDLE_SECONDS, self.stop)
+            self._timer.daemon = True
+            self._timer.start()
+            return float(score)
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stop_locked()
+
+    def _stop_locked(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        scorer, self._scorer = self._scorer, None
+        if scorer is not None:
+            if scorer.lock.locked():  # compute_score failed between its acquire and release
+                scorer.lock.release()
+            with scorer.lock:
+                scorer.meteor_p.stdin.close()
+                scorer.meteor_p.kill()
+                scorer.meteor_p.wait()
+
+
+_METEOR_JAR = _MeteorJar()
+
+
 def meteor(hyps: Sequence[str], refs: Sequence[str]) -> tuple[float, str | None]:
     """(score, None) or (NaN, reason) when Java or the jar is unavailable."""
     if shutil.which("java") is None:
         return float("nan"), "METEOR needs Java (not found on PATH)"
     try:
-        from pycocoevalcap.meteor.meteor import Meteor
+        import pycocoevalcap.meteor.meteor  # noqa: F401
     except ImportError as e:
         return float("nan"), f"METEOR unavailable: {e}"
-    scorer = Meteor()
+    # The jar's protocol uses '|||' as a separator and newlines as record ends.
+    clean = lambda s: s.replace("|||", " ").replace("\n", " ") or "empty"  # noqa: E731
     try:
-        # The jar's protocol uses '|||' as a separator and newlines as record ends.
-        clean = lambda s: s.replace("|||", " ").replace("\n", " ") or "empty"  # noqa: E731
-        gts = {i: [clean(r)] for i, r in enumerate(refs)}
-        res = {i: [clean(h)] for i, h in enumerate(hyps)}
-        score, _ = scorer.compute_score(gts, res)
-        return float(score), None
+        return _METEOR_JAR.score({i: [clean(r)] for i, r in enumerate(refs)},
+                                 {i: [clean(h)] for i, h in enumerate(hyps)}), None
     except Exception as e:  # the Java side died: say so instead of a wrong number
         return float("nan"), f"METEOR failed: {type(e).__name__}: {e}"
-    finally:
-        with scorer.lock:
-            scorer.meteor_p.stdin.close()
-            scorer.meteor_p.kill()
-            scorer.meteor_p.wait()
