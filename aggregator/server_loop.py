@@ -170,9 +170,12 @@ def run_federation(grid: Grid, cfg: FedTARConfig, paths: RunPaths) -> Federation
                 **_site_detail(strategy, names),
             }
             privacy = f", epsilon {entry['epsilon']:.3g} (delta {cfg.privacy.delta:g})" if "epsilon" in entry else ""
-            log.info("round %d: %d sites answered, %d valid, train loss %.4f, alpha %s, %.2f MiB received, %.1fs%s",
+            compute = entry["compute_seconds"] / entry["site_seconds"] if entry["site_seconds"] else float("nan")
+            log.info("round %d: %d sites answered, %d valid, train loss %.4f, alpha %s, %.2f MiB received, %.1fs "
+                     "(sites %.1fs, %.0f%% in the model's passes)%s",
                      server_round, entry["answered"], entry["valid"], entry["train_loss"],
-                     entry.get("alpha", "-"), entry["bytes_received"] / 2**20, entry["seconds"], privacy)
+                     entry.get("alpha", "-"), entry["bytes_received"] / 2**20, entry["seconds"], entry["site_seconds"],
+                     100 * compute, privacy)
             if arrays is not None:
                 new_state = state_from_record(arrays)
                 break
@@ -244,6 +247,9 @@ def _site_detail(strategy: FederatedStrategy, names: list[str]) -> dict[str, Any
     labels = site_labels(strategy, names, sites)
     visits = sorted({int(k.rsplit("-", 1)[1]) for m in sites.values() for k in m if k.startswith("n-visit-")})
     out: dict[str, Any] = {"examples": sum(float(m.get("num-examples", 0.0)) for m in sites.values()),
+                           # summed over the sites: the model's passes, and the whole train handler
+                           "compute_seconds": round(sum(float(m.get("compute-seconds", 0.0)) for m in sites.values()), 2),
+                           "site_seconds": round(sum(float(m.get("site-seconds", 0.0)) for m in sites.values()), 2),
                            "site_train_loss": {labels[node]: float(m["train-loss"])
                                                for node, m in sites.items() if "train-loss" in m}}
     if visits:

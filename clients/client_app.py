@@ -7,7 +7,8 @@ paths), plus strategy extras ("scaffold-c").
 Messages out, train: FedTAR sends one ArrayRecord per visit ("visit-<t>")
 and a MetricRecord with per-visit counts, losses, mean gaps and mean study
 dates (fractional years, shifted where the site shifts dates); baselines
-send "arrays" and "metrics". With meta.validation = federated the reply also
+send "arrays" and "metrics". Both report the seconds of the handler and of the
+model's passes in it ("site-seconds", "compute-seconds"). With meta.validation = federated the reply also
 carries "val-grad" (the gradient of the site's validation loss at the global
 it received: fused into the train message, so the meta step lags one round
 but costs no extra round trip). Evaluate replies carry a MetricRecord only.
@@ -26,6 +27,7 @@ travelling set (``clients.node_policy``); a refusal is written to the audit log.
 from __future__ import annotations
 
 import logging
+import time
 
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
@@ -114,6 +116,7 @@ class EmptySite(ValueError):
 
 @app.train()
 def train(msg: Message, context: Context) -> Message:
+    started = time.perf_counter()
     rt, config = _runtime(msg, context)
     strategy, server_round = str(config["strategy"]), int(config["server-round"])
     if not rt.site.split("train").num_examples():
@@ -140,6 +143,7 @@ def train(msg: Message, context: Context) -> Message:
             metrics[f"years-visit-{u.visit}"] = u.mean_years_since_prior
             metrics[f"date-visit-{u.visit}"] = u.mean_study_year
         metrics["num-examples"] = float(sum(u.examples for u in updates))
+        metrics["compute-seconds"] = sum(u.compute_seconds for u in updates)
         metrics["train-loss"] = sum(u.loss * u.examples for u in updates) / max(metrics["num-examples"], 1)
     else:
         start, correction, ci = global_state, None, None
@@ -152,7 +156,7 @@ def train(msg: Message, context: Context) -> Message:
             ci = state_from_record(context.state[SCAFFOLD_KEY]) if SCAFFOLD_KEY in context.state else \
                 {k: torch.zeros_like(v) for k, v in c.items()}
             correction = _scaffold(c, ci)
-        state, n, loss, steps = train_pooled(rt, start, server_round, correction)
+        state, n, stats = train_pooled(rt, start, server_round, correction)
         if rt.cfg.privacy.enabled and strategy != "local":
             (state,), norm = clip_upload([state], global_state, rt.cfg.privacy.clip)
             _log_clip(norm, rt.cfg.privacy.clip)
@@ -162,11 +166,14 @@ def train(msg: Message, context: Context) -> Message:
             content["arrays"] = ArrayRecord(state)
         if strategy == "scaffold":
             # Option II of SCAFFOLD: c_i+ = c_i - c + (x - y) / (K lr).
-            scale = 1.0 / (max(steps, 1) * rt.cfg.train.lr)
+            scale = 1.0 / (max(stats.steps, 1) * rt.cfg.train.lr)
             new_ci = {k: ci[k] - c[k] + (global_state[k] - state[k]) * scale for k in c}
             content["scaffold-dc"] = ArrayRecord({k: new_ci[k] - ci[k] for k in c})
             context.state[SCAFFOLD_KEY] = ArrayRecord(new_ci)
-        metrics.update({"num-examples": float(n), "train-loss": loss})
+        metrics.update({"num-examples": float(n), "train-loss": stats.loss, "compute-seconds": stats.compute_seconds})
+    # The handler's time so far (the site's runtime, the received state, training, the upload's tensors):
+    # with compute-seconds, how much of a round the model's passes take (the server's round log).
+    metrics["site-seconds"] = time.perf_counter() - started
     content["metrics"] = MetricRecord(metrics)
     return _reply(msg, content, context)
 

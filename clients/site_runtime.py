@@ -25,6 +25,7 @@ from fedtar.generator.model import ReportGenerator, adapt_model, load_model
 from fedtar.generator.parameters import get_travelling_state, set_travelling_state
 from fedtar.learning.training import (
     GradCorrection,
+    TrainStats,
     make_optimizer,
     mean_loss,
     resolve_device,
@@ -155,6 +156,7 @@ class VisitUpdate:
     loss: float
     mean_years_since_prior: float
     mean_study_year: float  # calendar time of the visit's exams (fractional year): the policy's recency input
+    compute_seconds: float = 0.0  # forward, backward and optimizer steps (fedtar.learning.training.TrainStats)
 
 
 def fractional_year(date: dt.date) -> float:
@@ -178,21 +180,21 @@ def train_per_visit(rt: SiteRuntime, global_state: State, server_round: int) -> 
         days = [exams.records[i].days_since_prior for i in rows]
         years = [fractional_year(exams.records[i].study_date) for i in rows]
         updates.append(VisitUpdate(t, state, exams.num_examples(), stats.loss, statistics.fmean(days) / 365.25,
-                                   statistics.fmean(years)))
+                                   statistics.fmean(years), stats.compute_seconds))
         if rt.cfg.client.visit_start == "chained":
             start = state
     return updates
 
 
 def train_pooled(rt: SiteRuntime, start_state: State, server_round: int,
-                 correction: GradCorrection | None = None) -> tuple[State, int, float, int]:
-    """The baselines' client round: all visits pooled. Returns (state, examples, loss, steps)."""
+                 correction: GradCorrection | None = None) -> tuple[State, int, TrainStats]:
+    """The baselines' client round: all visits pooled. Returns (state, exams trained on, stats)."""
     set_travelling_state(rt.model, start_state)
     exams = rt.site.split("train")
     stats = train_local(rt.model, exams, rt.cfg.train, rt.cfg.data.batch_size, make_optimizer(rt.model, rt.cfg.train),
                         correction=correction, generator=_generator(rt, server_round),
                         epochs=rt.cfg.client.local_epochs)
-    return get_travelling_state(rt.model), exams.num_examples(), stats.loss, stats.steps
+    return get_travelling_state(rt.model), exams.num_examples(), stats
 
 
 def site_validation_gradient(rt: SiteRuntime, state: State) -> tuple[State, int]:

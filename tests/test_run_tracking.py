@@ -37,10 +37,13 @@ def test_federation_events_equal_the_results_json(tiny_base, tiny_federation, tm
         expected = {"train/loss": entry["train_loss"], "train/examples": entry["examples"],
                     "comms/bytes_received": entry["bytes_received"], "time/round_seconds": entry["seconds"],
                     "sites/valid": entry["valid"], "sites/answered": entry["answered"], "policy/meta": entry["meta"],
+                    "time/site_seconds": entry["site_seconds"], "time/compute_seconds": entry["compute_seconds"],
                     **{f"train/loss_site/{s}": v for s, v in entry["site_train_loss"].items()},
                     **{f"train/examples_visit/{t}": n for t, n in entry["visit_examples"].items()},
                     **{f"policy/alpha_visit/{t}": a for t, a in zip(entry["visits"], entry["alpha"])}}
         assert set(entry["site_train_loss"]) == {"site1", "site2", "site3"}
+        # The model's passes are part of the sites' handlers, which are part of the round.
+        assert 0 < entry["compute_seconds"] < entry["site_seconds"] <= entry["seconds"] + 0.05
         assert sorted(entry["visit_examples"]) == ["1", "2", "3"] and len(entry["alpha"]) == 3
         # Validation metrics when evaluated: round 1 by eval_every, the last round by the final evaluation.
         evaluated = entry["eval"] if r < len(history) else results["metrics"]

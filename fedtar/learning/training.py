@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -35,6 +36,7 @@ class TrainStats:
     loss: float
     steps: int
     examples: int
+    compute_seconds: float = 0.0  # in the model's forward and backward passes and the optimizer's step
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -76,9 +78,11 @@ def train_local(
     model.train()
     total, steps, examples = 0.0, 0, 0
     n_epochs = epochs if not max_steps else math.ceil(max_steps / max(1, math.ceil(exams.num_examples() / batch_size)))
+    compute = 0.0  # the rest of a call's time is loading, decoding and collating the batches
     for _ in range(max(1, n_epochs)):
         for batch in exams.batches(batch_size, shuffle=True, generator=generator):
             batch = batch.to(device)
+            started = time.perf_counter()
             with _autocast(device, cfg.bf16):
                 loss = loss_fn(model, batch)
             optimizer.zero_grad(set_to_none=True)
@@ -89,12 +93,13 @@ def train_local(
                 torch.nn.utils.clip_grad_norm_(trainable.values(), cfg.grad_clip)
             optimizer.step()
             n = batch.images.shape[0]
-            total += float(loss.detach()) * n
+            total += float(loss.detach()) * n  # waits for the device: the step's time is all counted
+            compute += time.perf_counter() - started
             examples += n
             steps += 1
             if max_steps and steps >= max_steps:
-                return TrainStats(total / max(examples, 1), steps, examples)
-    return TrainStats(total / max(examples, 1), steps, examples)
+                return TrainStats(total / max(examples, 1), steps, examples, compute)
+    return TrainStats(total / max(examples, 1), steps, examples, compute)
 
 
 @torch.no_grad()

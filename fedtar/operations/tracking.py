@@ -10,8 +10,9 @@ TensorBoard stores scalars). Per round (step = round):
 - ``policy/alpha_visit/<t>`` (FedTAR's aggregation weight per visit index) and ``policy/meta``;
 - ``eval/<metric>`` when the global is evaluated (``federation.eval_every``, and the final evaluation
   at the last round);
-- ``comms/bytes_received``, ``time/round_seconds``, ``sites/answered``, ``sites/valid``, and
-  ``privacy/epsilon`` with DP.
+- ``comms/bytes_received``, ``time/round_seconds``, ``time/site_seconds`` and ``time/compute_seconds``
+  (summed over the sites: their train handlers, and the model's passes in them), ``sites/answered``,
+  ``sites/valid``, and ``privacy/epsilon`` with DP.
 
 `fedtar pretrain` writes ``pretrain/train_loss`` and ``pretrain/validation_loss`` per epoch to
 ``BASE-tensorboard`` next to the base folder (outside it: the base's SHA-256 covers every file in
@@ -83,6 +84,8 @@ class Tracker:
             self.evaluation(step, entry["eval"])
         self.scalar("comms/bytes_received", entry.get("bytes_received"), step)
         self.scalar("time/round_seconds", entry.get("seconds"), step)
+        self.scalar("time/site_seconds", entry.get("site_seconds"), step)
+        self.scalar("time/compute_seconds", entry.get("compute_seconds"), step)
         self.scalar("sites/answered", entry.get("answered"), step)
         self.scalar("sites/valid", entry.get("valid"), step)
         self.scalar("privacy/epsilon", entry.get("epsilon"), step)
