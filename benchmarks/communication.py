@@ -7,7 +7,8 @@ for the demo model and for the paper's backbone shapes (CvT-21 + DistilGPT2
 built from configs with random weights: nothing is downloaded), with the
 decoder as DistilGPT2 is published (no cross-attention: new layers that train
 and travel) and with pretrained cross-attention (the CvT2DistilGPT2 layout),
-per-layer and shared hypernetworks, float32 and bfloat16 transport.
+per-layer and shared hypernetworks, float32 and bfloat16 transport. LoRA adapts the library default's
+targets (attention projections: fedtar.generator.adapters.DEFAULT_TARGETS).
 Writes benchmarks/results/communication.json. MB = 10^6 bytes.
 
     python benchmarks/communication.py [--visits 5] [--rounds 10]
@@ -37,12 +38,13 @@ DECODERS = {"new cross-attention (DistilGPT2)": False, "pretrained cross-attenti
 
 def breakdown(model) -> dict[str, int]:
     """Travelling parameters by kind."""
-    out = {"shared LoRA": 0, "hypernetwork": 0, "patient projection": 0, "new base tensors": 0}
+    out = {"shared LoRA": 0, "hypernetwork": 0, "patient projection": 0, "change head": 0, "new base tensors": 0}
     for s in travelling_specs(model):
         parts = s.name.split(".")
         kind = ("hypernetwork" if "hypernetwork" in parts or "hyper_A" in parts or "hyper_B" in parts else
                 "shared LoRA" if "lora_A" in parts or "lora_B" in parts else
-                "patient projection" if "patient_proj" in parts else "new base tensors")
+                "patient projection" if "patient_proj" in parts else
+                "change head" if "change_head" in parts else "new base tensors")
         out[kind] += s.numel
     return out
 
@@ -78,10 +80,10 @@ def main() -> None:
                 results += measure(model, f"paper, {case}", hyper, args.visits, args.rounds)
                 del model
     rows = [[r["model"], r["hypernetwork"], r["transport"], int(r["travelling_params"]), 100 * r["share"],
-             r["by_kind"]["hypernetwork"] / 1e6, r["by_kind"]["new base tensors"] / 1e6,
+             r["by_kind"]["hypernetwork"] / 1e6, r["by_kind"]["change head"] / 1e6, r["by_kind"]["new base tensors"] / 1e6,
              r["travelling_bytes"] / 1e6, r["fedtar_bytes_per_site_round"] / 1e6] for r in results]
     print(format_table(["model", "hypernetwork", "transport", "travelling params", "% of model", "hypernet (M)",
-                        "new base (M)", "MB / state", f"FedTAR MB / site / round ({args.visits} visits)"],
+                        "change head (M)", "new base (M)", "MB / state", f"FedTAR MB / site / round ({args.visits} visits)"],
                        rows, digits=2))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "visits": args.visits,

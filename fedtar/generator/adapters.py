@@ -26,18 +26,23 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
-# Attention and MLP projections of the supported backbones, matched as name suffixes:
-# ViT in transformers 5 (q/k/v/o_proj, mlp.fc1/fc2), BERT-style, CvT and ConvNeXt encoders,
-# GPT-2-style decoders (self- and cross-attention, MLP).
+# Attention projections of the supported backbones, matched as name suffixes: ViT in transformers 5
+# (q/k/v/o_proj), BERT-style and CvT encoders, GPT-2-style decoders (self- and cross-attention), the
+# pointwise convolutions of ConvNeXt (its only linear layers), and the encoder-to-decoder projection.
 DEFAULT_TARGETS: tuple[str, ...] = (
-    "attention.q_proj", "attention.k_proj", "attention.v_proj", "attention.o_proj", "mlp.fc1", "mlp.fc2",
+    "attention.q_proj", "attention.k_proj", "attention.v_proj", "attention.o_proj",
     "attention.query", "attention.key", "attention.value",
     "projection_query", "projection_key", "projection_value", "pwconv1", "pwconv2",
-    "attention.output.dense", "intermediate.dense", "output.dense", "attn.qkv", "attn.out_proj",
-    "attn.c_attn", "attn.c_proj", "crossattention.c_attn", "crossattention.q_attn",
-    "crossattention.c_proj", "mlp.c_fc", "mlp.c_proj",
+    "attention.output.dense", "attn.qkv", "attn.out_proj",
+    "attn.c_attn", "attn.c_proj", "crossattention.c_attn", "crossattention.q_attn", "crossattention.c_proj",
     "visual_proj",  # the encoder-to-decoder projection of fedtar.generator.model
 )
+# The MLP projections (DESIGN.md adapts them too). Off by default since issue 21: at the paper's size they
+# were 463k of the 1.57M travelling parameters, and their width set the shared generator's heads; without
+# them a site uploads 9.0 MB (bf16) per round instead of 15.7 (benchmarks/communication.py), and FTA v2 was
+# compared with and without them (docs/results.md). Adapt them with
+# lora.target_modules = DEFAULT_TARGETS + MLP_TARGETS.
+MLP_TARGETS: tuple[str, ...] = ("mlp.fc1", "mlp.fc2", "intermediate.dense", "output.dense", "mlp.c_fc", "mlp.c_proj")
 
 
 @dataclass
