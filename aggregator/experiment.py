@@ -580,7 +580,8 @@ def write_plots(folder: Path, main: list[RunSummary]) -> list[Path]:
         ax.title.set_fontsize(8)
         ax.xaxis.get_major_locator().set_params(integer=True)
     axes[0][0].set_ylabel("alpha")
-    axes[0][0].legend(fontsize=7)
+    if axes[0][0].get_legend_handles_labels()[0]:  # no FedTAR setting: nothing to label
+        axes[0][0].legend(fontsize=7)
     fig.suptitle("Learned alpha per visit, per setting (mean over seeds)", fontsize=9)
     written.append(_save(fig, folder / "alpha_vs_rounds.png"))
     return written

@@ -3,13 +3,15 @@
 `flwr run .` reads `[tool.flwr.app.config]` from pyproject.toml into
 context.run_config: dotted keys are FedTAR config keys (``federation.rounds``,
 ``train.lr``...), and ``base-dir``, ``out-dir``, ``data-root`` (simulation),
-``resume`` are the run's paths. `fedtar simulate` builds the same app with
-its values bound (make_server_app).
+``resume`` are the run's paths. `fedtar simulate` submits this app with its values as the run
+config (aggregator.local_simulation); make_server_app binds values to a ServerApp of one's own.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from aggregator.flower_app import NOT_SET, PATH_KEYS
 from aggregator.server_loop import FederationResult, RunPaths, run_federation
 from fedtar.config import FedTARConfig, load_config
 from fedtar.generator.model import ARCHITECTURE_KEYS, CONFIG_FILE
+from fedtar.operations.console_logging import VERBOSE_ENV, configure_console_logging
 
 
 def settings(values: Mapping[str, Any]) -> tuple[FedTARConfig, RunPaths]:
@@ -68,4 +71,6 @@ app = ServerApp()
 
 @app.main()
 def main(grid: Grid, context: Context) -> None:
+    if not logging.getLogger().handlers:  # a process Flower started (simulation runtime, SuperLink): our console
+        configure_console_logging(os.environ.get(VERBOSE_ENV) == "1")
     run_from_values(grid, dict(context.run_config))

@@ -1,8 +1,9 @@
 """A whole local federation in one call: `fedtar simulate`.
 
 Writes (or reuses) the synthetic federation and the pretrained base, then
-runs each strategy for each seed through Flower's simulation engine (Ray,
-one virtual SuperNode per site) and collects the server's results. The
+runs each strategy for each seed through Flower's simulation runtime (`flwr run`
+on a local SuperLink: aggregator.local_simulation; Ray, one virtual SuperNode per
+site) and collects the server's results. The
 centralized upper reference trains the same model on all sites' training
 patients pooled, for the same number of passes over the data.
 
@@ -13,6 +14,7 @@ another: for debugging and tests).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -25,7 +27,9 @@ from typing import Any
 import torch
 
 from aggregator.checkpoint import FINAL_STATE_FILE, RESULTS_FILE, open_run
-from aggregator.server_app import make_server_app, run_from_values
+from aggregator.inprocess_grid import InProcessGrid
+from aggregator.local_simulation import LocalSimulation
+from aggregator.server_app import run_from_values
 from clients.client_app import app as client_app
 from clients.site_runtime import evaluate_site, site_runtime
 from data_adapters.records import find_manifests
@@ -79,31 +83,35 @@ class RunSummary:
     select_metrics: dict[str, float] = field(default_factory=dict)  # on federation.select_split, if set
 
 
-def _engine_run(values: dict[str, Any], num_sites: int, engine: str) -> None:
-    if engine == "inprocess":
-        from aggregator.inprocess_grid import InProcessGrid
+class _Engine:
+    """Runs one federation run on the plan's engine. The simulation runtime's SuperLink is started on the
+    first run that needs it and serves every later run of the same call; `close` stops it."""
 
-        grid = InProcessGrid([client_app] * num_sites,
-                             [{"partition-id": i, "num-partitions": num_sites} for i in range(num_sites)])
-        run_from_values(grid, values)
-        return
-    if engine != "ray":
-        raise ValueError(f"unknown engine {engine!r} (ray or inprocess)")
-    from flwr.simulation import run_simulation
+    def __init__(self, engine: str, folder: Path):
+        if engine not in ("ray", "inprocess"):
+            raise ValueError(f"unknown engine {engine!r} (ray or inprocess)")
+        self.engine, self.folder = engine, folder
+        self._stack = contextlib.ExitStack()
+        self._link: LocalSimulation | None = None
 
-    if not torch.cuda.is_available():
-        # Ray warns (FutureWarning) that it will stop hiding GPUs from actors given num_gpus=0; without a
-        # GPU there is nothing to hide, so opting into that behaviour changes nothing. On a GPU machine
-        # Ray's current behaviour (clients on the CPU) and its warning are kept.
-        os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
-    # Flower 1.42 deprecates run_simulation in favour of `flwr run` against a local SuperLink started
-    # with --simulation (docs/guides/simulate.md, "Federation on Flower"); it still runs the same ServerApp
-    # and ClientApp.
-    run_simulation(
-        server_app=make_server_app(values), client_app=client_app, num_supernodes=num_sites,
-        backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-                        "init_args": {"include_dashboard": False, "log_to_driver": False}},
-    )
+    def run(self, values: dict[str, Any], num_sites: int) -> None:
+        if self.engine == "inprocess":
+            grid = InProcessGrid([client_app] * num_sites,
+                                 [{"partition-id": i, "num-partitions": num_sites} for i in range(num_sites)])
+            run_from_values(grid, values)
+            return
+        if self._link is None:
+            if not torch.cuda.is_available():
+                # Ray warns (FutureWarning) that it will stop hiding GPUs from actors given num_gpus=0;
+                # without a GPU there is nothing to hide, so opting into that behaviour changes nothing. On
+                # a GPU machine Ray's current behaviour (clients on the CPU) and its warning are kept.
+                os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+            verbose = logging.getLogger().getEffectiveLevel() <= logging.DEBUG  # `fedtar -v`
+            self._link = self._stack.enter_context(LocalSimulation(self.folder, verbose=verbose))
+        self._link.run(values, num_sites)
+
+    def close(self) -> None:
+        self._stack.close()
 
 
 def _centralized(cfg: FedTARConfig, base_dir: Path, manifests: list[Path], test_manifests: list[Path]
@@ -155,41 +163,45 @@ def run_simulations(out: str | Path, cfg: FedTARConfig, plan: SimulationPlan,
                                                              pool=pool)
     summaries = []
     runs = [(v, seed) for v in plan.all_variants() for seed in plan.seeds]
-    for i, (variant, seed) in enumerate(runs, start=1):
-        strategy = variant.strategy
-        run_cfg = apply_overrides(cfg, {**variant.overrides, "train.seed": seed, "federation.strategy": strategy,
-                                        "federation.min_sites": min_sites})
-        run_dir = run_folder(out, variant.name, seed, plan.holdout_site)
-        if plan.skip_done and (done := finished_run(out, variant, seed, plan.holdout_site)) is not None:
-            log.info("[%d/%d] %s seed %d: done before, reusing %s", i, len(runs), variant.name, seed, run_dir)
-            summaries.append(done)
-            continue
-        run_dir.mkdir(parents=True, exist_ok=True)
-        log.info("[%d/%d] simulating %s, seed %d, %d sites -> %s", i, len(runs), variant.name, seed, len(sites),
-                 run_dir)
-        train_manifests = [manifests[i] for i in sites]
-        eval_manifests = [manifests[plan.holdout_site]] if plan.holdout_site is not None else train_manifests
-        if strategy == "centralized":
-            metrics, selected = _centralized(run_cfg, base_dir, train_manifests, eval_manifests)
-            (run_dir / RESULTS_FILE).write_text(json.dumps(
-                {"status": "completed", "metrics": metrics, **({"select_metrics": selected} if selected else {})},
-                indent=2, default=float))
-            summaries.append(RunSummary(variant.name, seed, "completed", metrics, [], run_dir, selected))
-            continue
-        # Refused or cleaned here, before the engine starts (the server checks again).
-        open_run(run_dir, run_cfg, base_dir, plan.resume, overwrite or plan.skip_done, plan.resume_override)
-        values = {**run_cfg.to_flat(), "base-dir": str(base_dir), "data-root": data_root,
-                  "out-dir": str(run_dir), "data-sites": ",".join(map(str, sites)), "resume": plan.resume,
-                  "resume-override": plan.resume_override}
-        _engine_run(values, len(sites), plan.engine)
-        result = json.loads((run_dir / RESULTS_FILE).read_text())
-        metrics = result.get("metrics", {})
-        if plan.holdout_site is not None and result["status"] == "completed":
-            metrics = _evaluate_holdout(run_cfg, base_dir, manifests[plan.holdout_site], run_dir)
-            result["metrics"], result["holdout_site"] = metrics, plan.holdout_site
-            (run_dir / RESULTS_FILE).write_text(json.dumps(result, indent=2, default=float))
-        summaries.append(RunSummary(variant.name, seed, result["status"], metrics, result.get("history", []),
-                                    run_dir, result.get("select_metrics", {})))
+    engine = _Engine(plan.engine, out / "flower")
+    try:
+        for i, (variant, seed) in enumerate(runs, start=1):
+            strategy = variant.strategy
+            run_cfg = apply_overrides(cfg, {**variant.overrides, "train.seed": seed, "federation.strategy": strategy,
+                                            "federation.min_sites": min_sites})
+            run_dir = run_folder(out, variant.name, seed, plan.holdout_site)
+            if plan.skip_done and (done := finished_run(out, variant, seed, plan.holdout_site)) is not None:
+                log.info("[%d/%d] %s seed %d: done before, reusing %s", i, len(runs), variant.name, seed, run_dir)
+                summaries.append(done)
+                continue
+            run_dir.mkdir(parents=True, exist_ok=True)
+            log.info("[%d/%d] simulating %s, seed %d, %d sites -> %s", i, len(runs), variant.name, seed, len(sites),
+                     run_dir)
+            train_manifests = [manifests[i] for i in sites]
+            eval_manifests = [manifests[plan.holdout_site]] if plan.holdout_site is not None else train_manifests
+            if strategy == "centralized":
+                metrics, selected = _centralized(run_cfg, base_dir, train_manifests, eval_manifests)
+                (run_dir / RESULTS_FILE).write_text(json.dumps(
+                    {"status": "completed", "metrics": metrics, **({"select_metrics": selected} if selected else {})},
+                    indent=2, default=float))
+                summaries.append(RunSummary(variant.name, seed, "completed", metrics, [], run_dir, selected))
+                continue
+            # Refused or cleaned here, before the engine starts (the server checks again).
+            open_run(run_dir, run_cfg, base_dir, plan.resume, overwrite or plan.skip_done, plan.resume_override)
+            values = {**run_cfg.to_flat(), "base-dir": str(base_dir), "data-root": data_root,
+                      "out-dir": str(run_dir), "data-sites": ",".join(map(str, sites)), "resume": plan.resume,
+                      "resume-override": plan.resume_override}
+            engine.run(values, len(sites))
+            result = json.loads((run_dir / RESULTS_FILE).read_text())
+            metrics = result.get("metrics", {})
+            if plan.holdout_site is not None and result["status"] == "completed":
+                metrics = _evaluate_holdout(run_cfg, base_dir, manifests[plan.holdout_site], run_dir)
+                result["metrics"], result["holdout_site"] = metrics, plan.holdout_site
+                (run_dir / RESULTS_FILE).write_text(json.dumps(result, indent=2, default=float))
+            summaries.append(RunSummary(variant.name, seed, result["status"], metrics, result.get("history", []),
+                                        run_dir, result.get("select_metrics", {})))
+    finally:
+        engine.close()
     return summaries
 
 

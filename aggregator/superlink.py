@@ -39,6 +39,7 @@ class ServerRoleConfig:
     flwr_home: str = "state/flwr"       # where the `flwr` CLI connection is written
     connection: str = "fedtar"
     insecure: bool = False              # plain HTTP, no node auth: only for a closed test network
+    simulation: bool = False            # Flower's simulation runtime (aggregator.local_simulation), not sites
     start_timeout: float = 60.0         # seconds for the SuperLink to answer
     run_timeout: float = 24 * 3600.0    # seconds for a submitted run to finish
     stall_timeout: float = 0.0          # >0: give up when no round was checkpointed for this long (needs an
@@ -70,7 +71,7 @@ def flwr_env(cfg: ServerRoleConfig) -> dict[str, str]:
 
 def superlink_command(cfg: ServerRoleConfig) -> list[str]:
     cmd = [flower_tool("flower-superlink"), "--host", cfg.host, "--port", str(cfg.port), "--database", cfg.database,
-           "--disable-runtime-dependency-installation"]
+           "--disable-runtime-dependency-installation"] + (["--simulation"] if cfg.simulation else [])
     if cfg.insecure:
         return cmd + ["--insecure"]
     for name in ("ca_cert", "cert", "key"):
@@ -137,7 +138,7 @@ def console_log(cfg: ServerRoleConfig) -> Path:
     return Path(cfg.database).parent / "superlink.console.log"
 
 
-def start_superlink(cfg: ServerRoleConfig) -> subprocess.Popen:
+def start_superlink(cfg: ServerRoleConfig, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
     """Start the SuperLink, write the CLI connection, wait until it is ready (or raise).
 
     Ready means: the process is alive, it listens on host:port itself (not some other
@@ -151,8 +152,8 @@ def start_superlink(cfg: ServerRoleConfig) -> subprocess.Popen:
     write_connection(cfg)
     console = console_log(cfg)
     with open(console, "ab") as out:
-        proc = subprocess.Popen(command, env=flwr_env(cfg), stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(command, env={**flwr_env(cfg), **(extra_env or {})}, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
     try:
         return _wait_ready(cfg, proc, console)
     except BaseException:  # not ready, or stopped by a signal meanwhile: leave nothing running
@@ -236,11 +237,15 @@ def register_nodes(cfg: ServerRoleConfig, retry_for: float = 60.0) -> list[str]:
     return added
 
 
-def submit_run(cfg: ServerRoleConfig, app: str | Path, run_config: dict[str, object] | None = None) -> int:
-    """`flwr run APP CONNECTION` with the given run config; returns the run id."""
+def submit_run(cfg: ServerRoleConfig, app: str | Path, run_config: dict[str, object] | None = None,
+               federation_config: dict[str, object] | None = None) -> int:
+    """`flwr run APP CONNECTION` with the given run config (and a simulation's federation config);
+    returns the run id."""
     args = ["run", str(app), cfg.connection]
     if run_config:
         args += ["--run-config", " ".join(f"{k}={_toml_value(v)}" for k, v in run_config.items())]
+    if federation_config:
+        args += ["--federation-config", " ".join(f"{k}={_toml_value(v)}" for k, v in federation_config.items())]
     try:
         return int(flwr_json(cfg, *args, timeout=300)["run-id"])
     except (FlwrError, ValueError, KeyError, TypeError) as e:

@@ -58,10 +58,21 @@ class RehearsalConfig:
     studies: int = 200                # total studies (MIMIC-CXR: 227,835)
     image_size: int = 512             # height of the JPGs (width 0.85x, as portrait radiographs)
     seed: int = 0
-    lateral: float = 0.6              # share of studies with a lateral view besides the frontal one
+    lateral: float = 0.6              # share of PA studies with a lateral view besides the frontal one
+    lateral_ap: float = 0.0           # the same for AP (portable) studies
+    extra_frontal: float = 0.0        # share of studies with a second frontal image
+    study_p: float = 0.3              # studies per subject ~ Geometric(study_p), at most 12
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)  # train, validate, test by subject
     workers: int = 0                  # processes; 0: the machine's cores
     quality: int = 95                 # JPEG quality (MIMIC-CXR-JPG used 95)
+
+
+# MIMIC-CXR-JPG 2.0.0's proportions (`fedtar synth-mimic --mimic-counts`): 377,110 images in 227,835 studies
+# of 65,379 subjects (3.48 studies and 1.66 images per study); the official split by subject has
+# 222,758 / 1,808 / 3,269 studies in train / validate / test; about half the studies are PA (most with a
+# lateral), the rest portable AP (some with one), and a few hold a second frontal image.
+MIMIC_CXR_JPG = {"studies": 227_835, "split": (0.9777, 0.0079, 0.0144), "lateral": 0.9, "lateral_ap": 0.29,
+                 "extra_frontal": 0.07, "study_p": 0.28}
 
 
 @dataclass
@@ -454,9 +465,12 @@ def _subject(args: tuple[int, int, Path, RehearsalConfig]) -> dict[str, list]:
         folder = study_folder(root / "files", subject, study)
         folder.mkdir(parents=True, exist_ok=True)
         frontal = "AP" if icu or state.devices.keys() & {"ett", "cvc"} else "PA"
-        views = [frontal] + (["LATERAL"] if frontal == "PA" and rng.random() < cfg.lateral else [])
+        lateral = cfg.lateral if frontal == "PA" else cfg.lateral_ap  # (no draw at 0: archives stay the same bytes)
+        views = [frontal] + ([frontal] if cfg.extra_frontal and rng.random() < cfg.extra_frontal else []) \
+            + (["LATERAL"] if lateral and rng.random() < lateral else [])
+        both = "LATERAL" in views
         date, time = when.strftime("%Y%m%d"), f"{when.strftime('%H%M%S')}.{int(rng.integers(0, 1000)):03d}"
-        description = "CHEST (PORTABLE AP)" if frontal == "AP" else "CHEST (PA AND LAT)" if len(views) > 1 \
+        description = "CHEST (PORTABLE AP)" if frontal == "AP" else "CHEST (PA AND LAT)" if both \
             else "CHEST (PA)"
         year = int(np.clip(2011 + (when.year - anchor_year) % 6, 2011, 2016))
         for view in views:
@@ -464,7 +478,7 @@ def _subject(args: tuple[int, int, Path, RehearsalConfig]) -> dict[str, list]:
             image = _render(state, frontal, cfg.image_size, year, cfg.seed, rng, view == "LATERAL")
             image.save(folder / f"{dicom_id}.jpg", quality=cfg.quality)
             rows["metadata"].append([dicom_id, subject, study, description, view, image.height, image.width, date,
-                                     time, "CHEST (PA AND LAT)" if len(views) > 1 else description,
+                                     time, "CHEST (PA AND LAT)" if both else description,
                                      "postero-anterior" if view == "PA" else "antero-posterior" if view == "AP"
                                      else "lateral", "Erect" if view != "AP" else "Recumbent"])
             rows["split"].append([dicom_id, study, subject, split])
@@ -476,7 +490,7 @@ def _subject(args: tuple[int, int, Path, RehearsalConfig]) -> dict[str, list]:
                              "status post line placement", "with CHF exacerbation", "with fall, evaluate for fracture"))
         text = format_report(" ".join(body), " ".join(impression), description, f"{age_text} {reason}.",
                              "Portable AP chest radiograph." if frontal == "AP" else
-                             "Chest PA and lateral." if len(views) > 1 else "Chest PA.",
+                             "Chest PA and lateral." if both else "Chest PA.",
                              "___" if prior is not None else "None.")
         (folder.parent / f"s{study}.txt").write_text(text)
         rows["chexpert"].append([subject, study, *(labels.get(name, "") for name in CHEXPERT_LABELS)])
@@ -488,7 +502,7 @@ def _plan(cfg: RehearsalConfig) -> list[int]:
     rng = np.random.default_rng([cfg.seed, 15485863])
     counts, total = [], 0
     while total < cfg.studies:
-        counts.append(min(int(rng.geometric(0.3)), MAX_STUDIES_PER_SUBJECT, cfg.studies - total))
+        counts.append(min(int(rng.geometric(cfg.study_p)), MAX_STUDIES_PER_SUBJECT, cfg.studies - total))
         total += counts[-1]
     return counts
 

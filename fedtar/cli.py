@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import sys
-import warnings
 from pathlib import Path
+
+from fedtar.operations.console_logging import configure_console_logging
 
 # Parsing stays import-free (fast --help): the library holds the default.
 PRETRAIN_EPOCHS_HELP = "pretraining epochs of the base (default: fedtar.learning.pretrain.DEFAULT_PRETRAIN_EPOCHS)"
@@ -59,10 +58,12 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _synth_mimic(args: argparse.Namespace) -> int:
-    from data_adapters.mimic_rehearsal import RehearsalConfig, write_rehearsal
+    from data_adapters.mimic_rehearsal import MIMIC_CXR_JPG, RehearsalConfig, write_rehearsal
 
-    archive = write_rehearsal(args.out, RehearsalConfig(studies=args.studies, image_size=args.image_size,
-                                                        seed=args.seed, workers=args.workers),
+    counts = {**MIMIC_CXR_JPG, "studies": args.studies or MIMIC_CXR_JPG["studies"]} if args.mimic_counts \
+        else {"studies": args.studies or 200}
+    archive = write_rehearsal(args.out, RehearsalConfig(**counts, image_size=args.image_size, seed=args.seed,
+                                                        workers=args.workers),
                               progress=not args.no_progress)
     print(f"Wrote a MIMIC-CXR-JPG rehearsal archive: {archive.subjects} subjects, {archive.studies} studies, "
           f"{archive.images} images\n  --root {archive.root.resolve()}\n  --patients {archive.patients.resolve()}")
@@ -359,7 +360,7 @@ def _experiment(args: argparse.Namespace) -> int:
     from aggregator.experiment import Part, load_sweep, run_sweep
     from data_adapters.records import find_manifests
     from fedtar.config import parse_set_args
-    from fedtar.operations.output_folder import claim_output, content_hash
+    from fedtar.operations.output_folder import claim_output, content_hash, manifest_inputs
 
     sweep = load_sweep(args.config, parse_set_args(args.set))
     e = sweep.experiment
@@ -440,7 +441,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("synth-mimic", help="write a MIMIC-CXR-JPG rehearsal archive (layout, tables, report "
                        "text) of any size, for prepare -> simulate without MIMIC")
     p.add_argument("--out", required=True, help="output folder (mimic-cxr-jpg/ and mimiciv/ are written in it)")
-    p.add_argument("--studies", type=POSITIVE, default=200, help="number of studies (MIMIC-CXR has 227,835)")
+    p.add_argument("--studies", type=POSITIVE, help="number of studies (default 200; MIMIC-CXR has 227,835)")
+    p.add_argument("--mimic-counts", action="store_true",
+                   help="MIMIC-CXR-JPG's proportions: its official split, images and views per study, studies per "
+                        "subject; with its 227,835 studies unless --studies says otherwise")
     p.add_argument("--image-size", type=_int_at_least(8), default=512, help="JPG height in pixels")
     p.add_argument("--seed", type=NONNEGATIVE, default=0)
     p.add_argument("--workers", type=NONNEGATIVE, default=0, help="processes (default 0: the machine's cores)")
@@ -576,38 +580,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Our packages log progress at INFO; every other library (flwr, ray, alembic, matplotlib...) only
-# reaches the console at WARNING and above unless -v.
-OUR_LOGGERS = ("fedtar", "aggregator", "clients", "data_adapters", "benchmarks", "experiments", "__main__")
-
-
-def _ours_or_warning(record: logging.LogRecord) -> bool:
-    return record.levelno >= logging.WARNING or record.name.split(".")[0] in OUR_LOGGERS
-
-
-def _configure_logging(verbose: bool) -> None:
-    """One console handler for every logger: ours at INFO, third parties at WARNING (-v: all at DEBUG).
-    Flower adds a colored console handler of its own to the `flwr` logger, which printed each of its
-    records a second time: it is removed, so Flower's records come out once, through ours."""
-    root = logging.getLogger()
-    before = list(root.handlers)
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not verbose:  # only the handler basicConfig made (not one a host process such as pytest installed)
-        for handler in root.handlers:
-            if handler not in before:
-                handler.addFilter(_ours_or_warning)
-    from flwr.supercore.logger import FLOWER_LOGGER, console_handler
-
-    FLOWER_LOGGER.removeHandler(console_handler)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # MONAI announces an optional GPU DICOM decoder it cannot find: noise for a user.
-    warnings.filterwarnings("ignore", message=".*nvImageCodec.*")
-    logging.getLogger("monai").setLevel(logging.ERROR)
-    _configure_logging(args.verbose)
+    configure_console_logging(args.verbose)
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError) as e:

@@ -11,6 +11,17 @@ from conftest import TINY_FED, toml_lines
 from fedtar.cli import main
 
 
+def test_compare_on_prepared_data(tiny_base, tiny_federation, tmp_path):
+    """A sweep over manifests (`data =`, as experiments/mimic_cxr.toml) instead of the synthetic federation."""
+    sweep = tmp_path / "prepared.toml"
+    sweep.write_text(f'[experiment]\nout = "{tmp_path / "out"}"\nbase = "{tiny_base}"\ndata = "{tiny_federation}"\n'
+                     'seeds = [0]\nmethods = ["fedavg"]\nrounds = 1\nloso_methods = []\n\n'
+                     f'[config]\n{toml_lines(TINY_FED)}')
+    assert main(["experiment", "compare", "--config", str(sweep), "--no-progress"]) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert [r["status"] for r in summary["main"]] == ["completed"]
+
+
 def test_compare_writes_tables_plots_and_resumes(tiny_base, tmp_path, capsys):
     config = {k: v for k, v in TINY_FED.items() if k != "federation.min_sites"}
     cfg_lines = toml_lines(config)

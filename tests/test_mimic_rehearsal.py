@@ -55,6 +55,24 @@ def test_rehearsal_is_the_same_bytes_at_any_worker_count(tmp_path):
         write_rehearsal(tmp_path / "a", RehearsalConfig(studies=3, image_size=32))
 
 
+def test_mimic_counts_give_mimic_cxr_jpg_proportions(tmp_path):
+    """`synth-mimic --mimic-counts`: 1.66 images and 3.5 studies per subject, the official split's shares."""
+    assert main(["synth-mimic", "--out", str(tmp_path), "--studies", "3000", "--mimic-counts", "--image-size", "8",
+                 "--no-progress"]) == 0
+    root = tmp_path / "mimic-cxr-jpg"
+    images = _table(root / "mimic-cxr-2.0.0-metadata.csv.gz")
+    studies = {r["study_id"] for r in images}
+    subjects = {r["subject_id"] for r in images}
+    assert len(studies) == 3000 and len(images) == sum(1 for _ in (root / "files").rglob("*.jpg"))
+    assert 1.6 < len(images) / len(studies) < 1.72  # MIMIC-CXR-JPG: 377,110 / 227,835 = 1.655
+    assert 3.2 < len(studies) / len(subjects) < 3.8  # 227,835 / 65,379 = 3.48
+    split = {r["study_id"]: r["split"] for r in _table(root / "mimic-cxr-2.0.0-split.csv.gz")}
+    train = sum(s == "train" for s in split.values()) / len(split)
+    assert 0.95 < train < 0.995 and {"validate", "test"} <= set(split.values())  # 97.8% / 0.8% / 1.4%
+    views = {r["ViewPosition"] for r in images}
+    assert views == {"PA", "AP", "LATERAL"}
+
+
 def test_rehearsal_layout_tables_and_report_text_agree(archive):
     meta = _table(archive.root / "mimic-cxr-2.0.0-metadata.csv.gz")
     chexpert = {row["study_id"]: row for row in _table(archive.root / "mimic-cxr-2.0.0-chexpert.csv.gz")}
