@@ -39,6 +39,7 @@ from fedtar.data.site import load_site
 from fedtar.generator.model import adapt_model, load_model
 from fedtar.generator.parameters import get_travelling_state, set_travelling_state, state_from_record, travelling_specs
 from fedtar.learning.training import validation_gradient
+from fedtar.operations.heap import release_freed_memory
 from fedtar.operations.tracking import TB_DIR, Tracker
 
 log = logging.getLogger("fedtar.server")
@@ -196,6 +197,8 @@ def run_federation(grid: Grid, cfg: FedTARConfig, paths: RunPaths) -> Federation
         tracker.round(entry)
         save_checkpoint(out / "checkpoints", server_round, state, strategy.checkpoint_state(), cfg.to_flat(),
                         history, start.pins)
+        del replies
+        release_freed_memory()  # the round's replies and their parsed tensors, back to the OS
     result = FederationResult("completed", fed.rounds, history, global_state=state)
     result.metrics = _evaluate(grid, strategy, state, fed.rounds, fed.round_timeout)
     if history and fed.eval_every > 0:

@@ -32,6 +32,7 @@ from fedtar.learning.training import (
     train_local,
     validation_gradient,
 )
+from fedtar.operations.heap import release_freed_memory
 from fedtar.scoring.evaluation import evaluate_model, flat_metrics
 
 log = logging.getLogger(__name__)
@@ -133,9 +134,13 @@ def _evict(budget_mib: float) -> None:
     """Drop least recently used runtimes until the rest fit `budget_mib` (the newest always stays)."""
     sizes = {key: tensor_bytes(rt) for key, rt in _RUNTIMES.items()}
     total = sum(sizes.values())
+    evicted = False
     while len(_RUNTIMES) > 1 and total > budget_mib * 2**20:
         key, _ = _RUNTIMES.popitem(last=False)
         total -= sizes[key]
+        evicted = True
+    if evicted:
+        release_freed_memory()  # the evicted runtimes' tensors and records, back to the OS
 
 
 def _generator(rt: SiteRuntime, server_round: int, salt: int = 0) -> torch.Generator:

@@ -19,6 +19,7 @@ from fedtar.config import TrainConfig
 from fedtar.data.exams import Batch, Exams
 from fedtar.data.tokenizer import ReportTokenizer
 from fedtar.generator.model import ReportGenerator
+from fedtar.operations.heap import release_freed_memory
 
 # Called after backward with {name: parameter} of the trainable tensors.
 GradCorrection = Callable[[dict[str, torch.nn.Parameter]], None]
@@ -147,6 +148,10 @@ def validation_gradient(model: ReportGenerator, exams: Exams, batch_size: int
     for batch in exams.batches(batch_size):
         batch = batch.to(device)
         (model.objective(batch, batch.q) * (batch.images.shape[0] / max(n, 1))).backward()
+        del batch
+        # The server runs this over every site's validation exams each round: without handing each batch's
+        # freed activations back, the allocator's fragmentation grew with the sites (simulation_scale.py).
+        release_freed_memory()
     grad = {k: (p.grad.detach().cpu().clone() if p.grad is not None else torch.zeros_like(p, device="cpu"))
             for k, p in params.items()}
     model.zero_grad(set_to_none=True)
