@@ -148,10 +148,9 @@ def validation_gradient(model: ReportGenerator, exams: Exams, batch_size: int
     for batch in exams.batches(batch_size):
         batch = batch.to(device)
         (model.objective(batch, batch.q) * (batch.images.shape[0] / max(n, 1))).backward()
-        del batch
-        # The server runs this over every site's validation exams each round: without handing each batch's
-        # freed activations back, the allocator's fragmentation grew with the sites (simulation_scale.py).
-        release_freed_memory()
+    # The server runs this over every site's validation exams each round: without handing the batches'
+    # freed activations back, the allocator's fragmentation grew with the sites (simulation_scale.py).
+    release_freed_memory()
     grad = {k: (p.grad.detach().cpu().clone() if p.grad is not None else torch.zeros_like(p, device="cpu"))
             for k, p in params.items()}
     model.zero_grad(set_to_none=True)
