@@ -125,7 +125,8 @@ class LocalSimulation:
         finally:
             stop(stream, grace=2)
         outcome = run_outcome(self.cfg, run_id, status, out_dir, fed.federation.rounds, since)
-        if outcome.status != "finished:completed":
+        # A run the ServerApp stopped (too few sites...) has its results.json, read like a completed one.
+        if outcome.status != "finished:completed" or not (Path(out_dir) / "results.json").is_file():
             raise RuntimeError(f"simulation run {run_id} ({out_dir}): {outcome.line(run_id)}; the SuperLink's "
                                f"console: {console_log(self.cfg)}")
 

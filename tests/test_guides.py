@@ -17,7 +17,7 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
 def blocks(page: Path, language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", page.read_text(encoding="utf-8"), flags=re.S)
+    return re.findall(rf"```{language}\n(.*?)```", page.read_text(encoding="utf-8"), flags=re.DOTALL)
 
 
 def shrink(text: str, folder: Path, sizes: dict[str, str]) -> str:
@@ -87,3 +87,48 @@ def test_the_ct_guide_runs_verbatim_at_a_tiny_size(tmp_path, installed_fedtar):
         assert ".nii" in manifest and "MRN-CT" not in manifest  # volumes, de-identified
     assert (tmp_path / "models" / "fedtar-ct-base" / "model.safetensors").is_file()
     assert (work / "runs" / "simulate" / "runs" / "all" / "fedtar" / "seed-0" / "results.json").is_file()
+
+
+@pytest.mark.slow
+def test_the_own_data_guide_runs_verbatim_at_a_tiny_size(tmp_path, installed_fedtar):
+    """MIMIC-CXR-JPG with its reports in a separate tree (--reports) and MIMIC-IV's patients table, then a
+    hospital's DICOM export with SR and text reports (--reports-csv), as the page lays them out."""
+    from archives import build_hospital_export
+
+    from data_adapters.mimic_rehearsal import RehearsalConfig, write_rehearsal
+
+    page = DOCS / "guides" / "own-data.md"
+    work = tmp_path / "empty"
+    work.mkdir()
+    data = tmp_path / "data"
+    archive = write_rehearsal(tmp_path / "download", RehearsalConfig(studies=80, image_size=48, workers=1))
+    jpg = data / "mimic-cxr-jpg" / "2.1.0"
+    jpg.parent.mkdir(parents=True)
+    shutil.move(archive.root, jpg)
+    for report in list((jpg / "files").rglob("s*.txt")):  # the reports as PhysioNet ships them: another tree
+        target = data / "mimic-cxr" / "2.1.0" / report.relative_to(jpg)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(report, target)
+    patients = data / "mimiciv" / "3.1" / "hosp" / "patients.csv.gz"
+    patients.parent.mkdir(parents=True)
+    shutil.move(archive.patients, patients)
+    hospital = tmp_path / "hospital"
+    build_hospital_export(hospital)
+    (tmp_path / "archive").mkdir()
+    shutil.move(hospital / "reports.csv", tmp_path / "archive" / "reports.csv")  # its paths: reports/...
+    shutil.move(hospital / "reports", tmp_path / "archive" / "reports")
+    shutil.move(hospital, tmp_path / "archive" / "export")
+    (script,) = [b for b in blocks(page, "bash") if "fedtar prepare dicom" in b]
+    tiny = "--set model.hidden_size=32 --set model.layers=1 --set model.heads=2 --set data.image_size=32"
+    script = shrink(script.replace("/archive/", f"{tmp_path}/archive/"), tmp_path, {
+        "fedtar pretrain --data /data/fedtar/mimic --out /models/fedtar-base":
+            f"fedtar pretrain --data /data/fedtar/mimic --out /models/fedtar-base --epochs 1 {tiny}",
+        "--strategies fedtar,fedavg --rounds 10": f"--strategies fedtar --rounds 1 {tiny}"})
+    result = run_bash(script, work, installed_fedtar, timeout=1500)
+    manifests = list((data / "fedtar" / "mimic").glob("*/manifest.csv"))
+    assert len(manifests) == 4
+    assert sum(len(m.read_text().splitlines()) - 1 for m in manifests) > 40  # the reports were found under --reports
+    assert (work / "runs" / "simulate" / "runs" / "all" / "fedtar" / "seed-0" / "results.json").is_file()
+    assert "cider" in result.stdout.lower()
+    site = (data / "fedtar" / "site1" / "site1" / "manifest.csv").read_text()  # OUT/<site id>/manifest.csv
+    assert site.count("\n") >= 3 and "MRN" not in site and "St Example" not in site  # the export, de-identified
