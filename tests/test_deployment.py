@@ -26,8 +26,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY_FED, toml_lines
 
 from aggregator.flower_app import PATH_KEYS, app_pyproject, check_run_config, config_keys
+from aggregator.local_simulation import free_port
 from aggregator.superlink import (
     ServerRoleConfig,
     SuperLinkStartError,
@@ -43,10 +45,8 @@ from aggregator.superlink import (
     wait_run,
 )
 from clients.supernode import NodeRoleConfig, NodeRunner, load_node_config, start_supernode
-from conftest import TINY_FED, toml_lines
 from data_adapters.synthetic import SyntheticConfig, generate_federation
 from fedtar.cli import main
-from fedtar.config import read_toml
 from fedtar.operations.flower_processes import stop
 from fedtar.trust.audit import read_log, verify_chain
 
@@ -55,12 +55,6 @@ APP = Path(__file__).resolve().parents[1]
 # log line) nor a round's checkpoint has appeared for STALL seconds; MAX_RUN only bounds a
 # run that keeps moving (a busy 2-core machine is slow, not stuck).
 STALL, MAX_RUN = 300.0, 3600.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Deployment:
