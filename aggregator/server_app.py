@@ -9,11 +9,9 @@ config (aggregator.local_simulation); make_server_app binds values to a ServerAp
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from flwr.app import Context
@@ -22,7 +20,7 @@ from flwr.serverapp import Grid, ServerApp
 from aggregator.flower_app import NOT_SET, PATH_KEYS
 from aggregator.server_loop import FederationResult, RunPaths, run_federation
 from fedtar.config import FedTARConfig, load_config
-from fedtar.generator.model import ARCHITECTURE_KEYS, CONFIG_FILE
+from fedtar.generator.model import base_architecture
 from fedtar.operations.console_logging import VERBOSE_ENV, configure_console_logging
 
 
@@ -33,10 +31,7 @@ def settings(values: Mapping[str, Any]) -> tuple[FedTARConfig, RunPaths]:
     overrides = {k: v for k, v in values.items() if k not in PATH_KEYS and v != NOT_SET}
     # The base decides the architecture: a run config only names the base (keys given
     # explicitly still win, and adapt_model reports a clash).
-    base_config = Path(str(values["base-dir"])) / CONFIG_FILE
-    if base_config.is_file():
-        saved = json.loads(base_config.read_text())
-        overrides = {**{k: saved[k] for k in ARCHITECTURE_KEYS if k in saved}, **overrides}
+    overrides = {**base_architecture(str(values["base-dir"])), **overrides}
     cfg = load_config(values.get("config") or None, overrides)
     paths = RunPaths(base_dir=str(values["base-dir"]), out_dir=str(values.get("out-dir") or "runs/federation"),
                      data_root=str(values["data-root"]) if values.get("data-root") else None,

@@ -72,9 +72,11 @@ def _synth_mimic(args: argparse.Namespace) -> int:
 
 def _config(args: argparse.Namespace, synthetic: bool = False):
     from fedtar.config import SYNTHETIC_PRESET, load_config, parse_set_args
+    from fedtar.generator.model import base_architecture
 
-    return load_config(args.config, parse_set_args(args.set), SYNTHETIC_PRESET if synthetic else None,
-                       named=getattr(args, "preset", None))
+    # A named base sets the model's size, under a preset, --config and --set (which may still clash with it).
+    preset = {**(SYNTHETIC_PRESET if synthetic else {}), **base_architecture(getattr(args, "base", None))}
+    return load_config(args.config, parse_set_args(args.set), preset, named=getattr(args, "preset", None))
 
 
 def _pretrain(args: argparse.Namespace) -> int:
@@ -237,10 +239,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _certs(args: argparse.Namespace) -> int:
-    from aggregator.certs import make_certificates
+    from aggregator.certs import make_certificates, server_names
 
     made = make_certificates(args.out, args.host, args.site, days=args.days)
-    print(f"CA and SuperLink certificate (SANs: {', '.join(args.host)}) in {made.folder.resolve()}")
+    print(f"CA and SuperLink certificate (SANs: {', '.join(server_names(args.host))}) in {made.folder.resolve()}")
     for site, key in made.node_keys.items():
         print(f"  {site}: private key {key} (to the site), public key {key}.pub (to server.toml node_keys)")
     print("Keep ca.key offline; give each site ca.crt and its own private key only.")
@@ -466,7 +468,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="central patient-adaptive training on the synthetic federation, with metrics")
     p.add_argument("--out", default="runs/demo", help="working folder (federation, base, outputs)")
-    p.add_argument("--base", help="pretrained base folder (default: OUT/base, created if needed)")
+    p.add_argument("--base", help="pretrained base folder (default: OUT/base, created if needed); the model's size "
+                   "is the base's unless --config or --set give it")
     p.add_argument("--epochs", type=POSITIVE, default=8)
     p.add_argument("--pretrain-epochs", type=POSITIVE, help=PRETRAIN_EPOCHS_HELP)
     _add_federation_size_args(p)
@@ -476,7 +479,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("simulate", help="run a local multi-site federation on the synthetic data and compare")
     p.add_argument("--out", default="runs/simulate", help="working folder (federation, base, runs)")
-    p.add_argument("--base", help="pretrained base folder (default: OUT/base, created if needed)")
+    p.add_argument("--base", help="pretrained base folder (default: OUT/base, created if needed); the model's size "
+                   "is the base's unless --config or --set give it")
     p.add_argument("--strategies", default="fedtar,fedavg",
                    help="comma list of fedtar, fedavg, fedprox, fedadam, fedyogi, scaffold, local, centralized")
     p.add_argument("--seeds", default="0", help="comma list of training seeds")

@@ -22,10 +22,10 @@ def test_bad_config_key_is_a_clear_error(tmp_path, capsys):
 
 
 def test_simulate_inprocess_prints_a_comparison_table(tiny_base, tmp_path, capsys):
+    # The model's size comes from the base (a 32-wide, 1-layer model on 32 px images): no --set for it.
     args = ["simulate", "--out", str(tmp_path), "--base", str(tiny_base), "--engine", "inprocess",
             "--strategies", "fedtar,fedavg", "--rounds", "1", "--sites", "2", "--patients", "5", "--visits", "3",
-            "--set", "model.hidden_size=32", "--set", "model.layers=1", "--set", "model.heads=2",
-            "--set", "data.image_size=32", "--set", "demographics.gmm_components=4", "--set", "lora.hyper_dim=4",
+            "--set", "demographics.gmm_components=4", "--set", "lora.hyper_dim=4",
             "--set", "client.local_epochs=1", "--set", "client.eval_meteor=false"]
     assert main(args) == 0
     out = capsys.readouterr().out
@@ -47,3 +47,11 @@ def test_demo_with_a_given_base(tiny_base, tmp_path, capsys):
 
     model, tok = load_model(tmp_path / "model")  # the demo's adapted model loads back
     assert model.cfg.lora.patient and tok.vocab_size > 10
+
+
+def test_a_size_given_against_the_base_is_refused_naming_both(tiny_base, tmp_path, capsys):
+    args = ["simulate", "--out", str(tmp_path), "--base", str(tiny_base), "--engine", "inprocess",
+            "--strategies", "fedavg", "--rounds", "1", "--sites", "2", "--patients", "4", "--visits", "3",
+            "--set", "model.hidden_size=64"]
+    assert main(args) == 2
+    assert "model.hidden_size (base 32, config 64)" in capsys.readouterr().err

@@ -25,6 +25,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -389,6 +390,20 @@ ARCHITECTURE_KEYS = ("model.encoder", "model.decoder", "model.hidden_size", "mod
 # or drops them, so a base pretrained without them still adapts, with them untrained).
 COMPARISON_KEYS = ("model.compare", "model.change_head", "model.change_loss", "model.change_width",
                    "model.change_teacher")
+
+
+def base_architecture(base_dir: str | Path | None) -> dict[str, Any]:
+    """The architecture keys a saved base was built with, to lay under a run's own settings: a
+    command that names a base takes its size from it unless a file or --set says otherwise
+    ({} when there is no base yet, e.g. one `fedtar simulate` will pretrain)."""
+    saved = Path(base_dir) / CONFIG_FILE if base_dir else None
+    if saved is None or not saved.is_file():
+        return {}
+    try:
+        flat = json.loads(saved.read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{saved}: cannot read the base's config: {e}") from e
+    return {k: flat[k] for k in ARCHITECTURE_KEYS if k in flat}
 
 
 def adapt_model(base: ReportGenerator, cfg: FedTARConfig) -> ReportGenerator:
