@@ -4,7 +4,8 @@ Writes, with owner-only permissions (0600 files, 0700 folders)::
 
     OUT/ca.crt, OUT/ca.key            a self-signed CA (keep ca.key offline)
     OUT/server.crt, OUT/server.key    the SuperLink's TLS certificate, signed by the CA,
-                                      with a SAN for each --host (DNS names and IPs)
+                                      with a SAN for each --host (DNS names and IPs) and
+                                      for loopback (`fedtar server`'s own `flwr` calls)
     OUT/nodes/<site>, <site>.pub      one ECDSA P-384 key pair per site in OpenSSH format
                                       (SuperNode --auth-supernode-private-key; the .pub is
                                       registered at the SuperLink)
@@ -42,9 +43,19 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
                              serialization.NoEncryption())
 
 
+# The coordinating site's `flwr` CLI reaches its SuperLink over loopback when it listens on every
+# interface (host = "0.0.0.0"), so the certificate names loopback too, whatever the sites dial.
+LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+def server_names(hosts: list[str]) -> list[str]:
+    """The SuperLink certificate's names: the --host values, then loopback's (once each)."""
+    return list(dict.fromkeys([*hosts, *LOOPBACK]))
+
+
 def _san(hosts: list[str]) -> x509.SubjectAlternativeName:
     names: list[x509.GeneralName] = []
-    for h in hosts:
+    for h in server_names(hosts):
         try:
             names.append(x509.IPAddress(ipaddress.ip_address(h)))
         except ValueError:

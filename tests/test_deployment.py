@@ -192,6 +192,21 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
         time.sleep(0.5)
 
 
+def test_the_superlink_certificate_names_the_hosts_sites_dial_and_loopback(tmp_path):
+    """`fedtar server`'s own `flwr` calls reach a SuperLink on 0.0.0.0 over 127.0.0.1: without loopback
+    in the certificate, the deploy guide's `fedtar certs --host <public name>` left the server unable to
+    talk to its own SuperLink ("not ready within 60 s")."""
+    from cryptography import x509
+
+    from aggregator.certs import make_certificates
+
+    made = make_certificates(tmp_path, ["fedtar.example-hospital.org", "10.1.2.3"], ["site1"])
+    san = x509.load_pem_x509_certificate(made.server_cert.read_bytes()).extensions.get_extension_for_class(
+        x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["fedtar.example-hospital.org", "localhost"]
+    assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["10.1.2.3", "127.0.0.1", "::1"]
+
+
 def test_tls_and_node_auth_run_completes_and_refuses_unknown_keys(deployment):
     d = deployment
     for name in ("ca.key", "server.key", "nodes/site1"):

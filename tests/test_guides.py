@@ -5,9 +5,11 @@ small (each substitution is listed below).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -132,3 +134,91 @@ def test_the_own_data_guide_runs_verbatim_at_a_tiny_size(tmp_path, installed_fed
     assert "cider" in result.stdout.lower()
     site = (data / "fedtar" / "site1" / "site1" / "manifest.csv").read_text()  # OUT/<site id>/manifest.csv
     assert site.count("\n") >= 3 and "MRN" not in site and "St Example" not in site  # the export, de-identified
+
+
+def commands(script: str) -> list[str]:
+    """A bash block's commands, one per entry: continuation lines joined, comments dropped."""
+    joined = re.sub(r"\\\n\s*", "", script)
+    lines = [re.sub(r"\s+#.*$", "", line).strip() for line in joined.splitlines()]
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+@pytest.mark.slow
+def test_the_deploy_guide_runs_verbatim_at_a_tiny_size(tmp_path, installed_fedtar):
+    """The hospital deployment as the page gives it: its bash block's commands in order, its server.toml and
+    node.toml, one folder for the coordinating site and one per hospital (each holding only what the page
+    says to send it), nodes started first. Made small or local: the host name (localhost: the certificate
+    must name what nodes dial), ports (free ones), absolute paths (under tmp), the base's size, rounds."""
+    from test_deployment import processes_under, quiet_env, wait_until
+
+    from aggregator.local_simulation import free_port
+    from data_adapters.synthetic import SyntheticConfig, generate_federation
+    from fedtar.trust.audit import verify_chain
+
+    page = DOCS / "guides" / "deploy.md"
+    (script,) = [b for b in blocks(page, "bash") if "fedtar certs" in b]
+    (server_toml,) = [b for b in blocks(page, "toml") if b.startswith("# server.toml")]
+    (node_toml,) = [b for b in blocks(page, "toml") if b.startswith("# node.toml")]
+    certs, pretrain, base_hash, node, server, echo, verify, stop = commands(script)
+    assert (echo, stop) == ("echo $?", "systemctl stop fedtar-node"), "the page's steps changed: update this test"
+    port, host = free_port(), "fedtar.example-hospital.org"
+    coordinator, env = tmp_path / "coordinator", quiet_env(installed_fedtar)
+    coordinator.mkdir()
+
+    def local(text: str, site: str = "site1") -> str:
+        """The page's text with this test's host, ports and folders."""
+        text = text.replace(host, "localhost").replace(":9093", f":{port}").replace("port = 9093", f"port = {port}")
+        text = text.replace('host = "0.0.0.0"', 'host = "127.0.0.1"').replace("site1", site)
+        for root in ("/models/", "/data/", "/srv/"):
+            text = text.replace(root, f"{tmp_path}{root}")
+        return text.replace("/var/log/", f"{tmp_path / site}/var/log/")
+
+    def run(command: str, cwd: Path) -> str:
+        return run_bash(command, cwd, installed_fedtar, timeout=900).stdout
+
+    # 1. The coordinating site: certificates, server.toml, the base (small: a 32-wide model on 32 px images).
+    run(local(certs), coordinator)
+    (coordinator / "server.toml").write_text(local(server_toml))
+    tiny = " --epochs 1 --set model.hidden_size=32 --set model.layers=1 --set model.heads=2 --set data.image_size=32"
+    run(local(pretrain) + tiny, coordinator)
+    # 2. Each hospital: what the page says to send it, its prepared manifest, its node.toml with the hash it
+    #    computed itself, and its node started (before the SuperLink, as the page orders it).
+    synthetic = generate_federation(tmp_path / "prepared", SyntheticConfig(sites=2, patients=10, visits=3, seed=5,
+                                                                            image_size=32))
+    nodes = {}
+    for i, manifest in enumerate(synthetic, start=1):
+        site = tmp_path / f"site{i}"
+        (site / "certs" / "nodes").mkdir(parents=True)
+        shutil.copy(coordinator / "certs" / "ca.crt", site / "certs" / "ca.crt")
+        shutil.copy(coordinator / "certs" / "nodes" / f"site{i}", site / "certs" / "nodes" / f"site{i}")
+        shutil.copytree(manifest.parent, tmp_path / "data" / "fedtar" / f"site{i}" / f"site{i}")
+        digest = run(local(base_hash, f"site{i}"), site).strip()
+        assert re.fullmatch(r"[0-9a-f]{64}", digest), digest
+        text = re.sub(r"port = 9094", f"port = {free_port()}", local(node_toml, f"site{i}"))
+        (site / "node.toml").write_text(re.sub(r'base_sha256 = "<[^"]*>"', f'base_sha256 = "{digest}"', text))
+        with open(site / "node.console", "wb") as console:
+            nodes[i] = subprocess.Popen(["bash", "-c", f"exec {local(node, f'site{i}')}"], cwd=site,
+                                        stdout=console, stderr=subprocess.STDOUT, env=env)
+    try:
+        # 3. The coordinating site starts the SuperLink and runs the federation (1 round instead of 10).
+        assert "federation.rounds=10" in server
+        done = subprocess.run(["bash", "-c", local(server).replace("federation.rounds=10", "federation.rounds=1")],
+                              cwd=coordinator, env=env, capture_output=True, text=True, timeout=1800, check=False)
+        consoles = {i: (tmp_path / f"site{i}" / "node.console").read_text(errors="replace") for i in nodes}
+        assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}\n{consoles[1][-3000:]}"
+        assert ": finished:completed; 1 of 1 rounds" in done.stdout, done.stdout[-3000:]
+        results = json.loads((tmp_path / "srv" / "fedtar" / "run1" / "results.json").read_text())
+        assert results["status"] == "completed" and results["rounds_done"] == 1
+        # 4. Each site: the audit log's chain verifies (the page's command), then the node stops (SIGTERM,
+        #    what systemctl stop sends) with nothing left behind.
+        for i, proc in nodes.items():
+            assert "round 1: train reply sent" in consoles[i], consoles[i][-3000:]
+            assert run(local(verify, f"site{i}"), tmp_path / f"site{i}").strip() == "intact"
+            assert verify_chain(tmp_path / f"site{i}" / "var" / "log" / "fedtar" / "audit.jsonl") == []
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(60) == 0
+        wait_until(lambda: not processes_under(tmp_path), 30, "every process of the deployment stopped")
+    finally:
+        for proc in nodes.values():
+            if proc.poll() is None:
+                proc.kill()
