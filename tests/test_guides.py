@@ -11,6 +11,7 @@ import re
 import shutil
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -222,3 +223,41 @@ def test_the_deploy_guide_runs_verbatim_at_a_tiny_size(tmp_path, installed_fedta
         for proc in nodes.values():
             if proc.poll() is None:
                 proc.kill()
+
+
+@pytest.mark.slow
+def test_the_simulate_guides_flwr_run_block_runs_verbatim_from_a_checkout(tmp_path, installed_fedtar):
+    """`flwr run .` from a copy of the checkout, as the simulate guide gives it, at a tiny size; then the
+    local SuperLink that `flwr run` leaves running is stopped, as the page says to."""
+    import psutil
+
+    page = DOCS / "guides" / "simulate.md"
+    (script,) = [b for b in blocks(page, "bash") if "flwr run ." in b]
+    checkout = tmp_path / "checkout"
+    shutil.copytree(DOCS.parent, checkout, ignore=shutil.ignore_patterns(
+        ".git", "runs", "state", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".venv", "site"))
+    tiny = "--set model.hidden_size=32 --set model.layers=1 --set model.heads=2 --set data.image_size=32"
+    script = shrink(script, tmp_path, {"fedtar pretrain --out runs/base": f"fedtar pretrain --out runs/base --epochs 1 {tiny}",
+                                       "fedtar synth --out runs/synthetic": "fedtar synth --out runs/synthetic "
+                                                                            "--patients 6 --image-size 32",
+                                       "federation.rounds=3": "federation.rounds=1"})
+    started = time.time()
+    try:
+        result = run_bash(script, checkout, installed_fedtar, timeout=1500)
+        assert '"finished:completed"' in result.stdout, result.stdout[-3000:]
+        results = json.loads((checkout / "runs" / "flwr" / "results.json").read_text())  # the app's out-dir
+        assert results["status"] == "completed" and results["rounds_done"] == 1
+    finally:  # "flwr run leaves a local SuperLink running in the background: stop it when done"
+        home = str(checkout / "runs" / "flwr-home")  # the page's FLWR_HOME: what `flwr run` started has it
+        left = []
+        for p in psutil.process_iter(["create_time"]):
+            try:
+                if p.info["create_time"] >= started - 1 and p.environ().get("FLWR_HOME") == home:
+                    left.append(p)
+            except psutil.Error:
+                pass
+        superlinks = [p for p in left if "flower-superlink" in " ".join(p.cmdline())]
+        for p in left:
+            p.terminate()
+        _, alive = psutil.wait_procs(left, timeout=30)
+    assert superlinks and not alive, (superlinks, alive)  # the page says one is left; it stops when told
