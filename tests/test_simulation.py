@@ -28,8 +28,7 @@ def test_ray_simulation_three_sites_two_rounds_beats_the_untrained_model(tiny_ba
     cfg = load_config(overrides={**TINY_FED, "federation.rounds": 2, "client.local_epochs": 12, "train.lr": 3e-3,
                                  "train.base": "trainable"})
     synth = SyntheticConfig(sites=3, patients=8, visits=3, seed=21, image_size=32)
-    started = time.time()  # what the simulation starts is younger: other tests' helpers (multiprocessing's
-    # resource tracker, which can reach this process as an orphan mid-test) are not
+    started = time.time()  # what the simulation starts is younger than this; earlier tests' helpers are not
     summaries = run_simulations(tmp_path, cfg, SimulationPlan(strategies=["fedtar"], seeds=[0], engine="ray"),
                                 synth, base_dir=tiny_base)
     (run,) = summaries
