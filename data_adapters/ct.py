@@ -15,7 +15,6 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import torch
-from monai.transforms import Compose, LoadImage, Orientation, Resize, Spacing, Transform
 
 from .dicom_io import CTVolume
 
@@ -28,8 +27,9 @@ HU_WINDOWS: dict[str, tuple[float, float]] = {
 }
 
 
-class HUWindows(Transform):
-    """(1, ...) HU -> (len(windows), ...) each window clipped and scaled to [0, 1]."""
+class HUWindows:
+    """(1, ...) HU -> (len(windows), ...) each window clipped and scaled to [0, 1] (a step of a MONAI
+    Compose; a plain callable, so that reading radiographs never imports MONAI)."""
 
     def __init__(self, windows: Sequence[str] = ("lung", "mediastinal", "bone")) -> None:
         unknown = [w for w in windows if w not in HU_WINDOWS]
@@ -47,8 +47,10 @@ class HUWindows(Transform):
 
 
 def volume_transform(size: int, depth: int, windows: Sequence[str] = ("lung", "mediastinal", "bone"),
-                     spacing: Sequence[float] = ()) -> Compose:
-    """NIfTI HU volume -> (windows, size, size, depth) in [0, 1], RAS orientation."""
+                     spacing: Sequence[float] = ()):
+    """NIfTI HU volume -> (windows, size, size, depth) in [0, 1], RAS orientation (a MONAI Compose)."""
+    from monai.transforms import Compose, LoadImage, Orientation, Resize, Spacing
+
     steps: list = [LoadImage(image_only=True, ensure_channel_first=True),
                    Orientation(axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S")))]
     if spacing:

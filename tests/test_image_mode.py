@@ -57,3 +57,49 @@ def test_one_rgb_png_among_grey_ones_loads_with_its_site(small_federation, tmp_p
     assert not exams.skipped
     batch = next(exams.batches(len(exams)))
     assert batch.images.shape[1] == 1
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA", "P", "I;16", "1"])
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_pil_reads_exactly_what_monai_loadimage_read(tmp_path, mode, suffix):
+    """PNG/JPEG are read with PIL directly (fedtar.data.image_store.read_pil) instead of MONAI's
+    LoadImage: the same values, dtype and (C, W, H) axis order for every mode, on a non-square image."""
+    from fedtar.data.image_store import read_pil
+
+    rng = np.random.default_rng(1)
+    image = Image.fromarray(rng.integers(0, 256, (5, 7), dtype=np.uint8), "L").convert(mode)
+    path = tmp_path / f"x{suffix}"
+    try:
+        image.save(path)
+    except (OSError, KeyError):
+        assert suffix == ".jpg"  # JPEG has no such mode: nothing to compare
+        return
+    ours = read_pil(str(path))
+    theirs = torch.as_tensor(LoadImage(image_only=True, ensure_channel_first=True, dtype=None)(str(path)).as_tensor())
+    assert ours.dtype == theirs.dtype and ours.shape == theirs.shape and ours.shape[1:] == (7, 5)
+    assert torch.equal(ours, theirs)
+
+
+def test_a_broken_png_read_with_pil_is_reported_in_words(tmp_path):
+    from fedtar.data.image_store import read_pil
+
+    bad = tmp_path / "x.png"
+    bad.write_bytes(b"not a png at all")
+    with pytest.raises(Exception) as e:
+        read_pil(str(bad))
+    assert read_failure(bad, e.value).startswith(f"image {bad}: not an image format the reader knows")
+
+
+def test_a_radiograph_site_never_imports_monai(tmp_path):
+    """The ClientApp and a PNG read through the image store leave MONAI unimported (it costs a process
+    seconds and hundreds of MB; only CT volumes and DICOM files need it)."""
+    import subprocess
+    import sys
+
+    Image.fromarray(np.zeros((4, 6), dtype=np.uint8)).save(tmp_path / "x.png")
+    code = ("import sys, clients.client_app, aggregator.server_app, fedtar.generator.model\n"
+            "from fedtar.data.image_store import image_reader\n"
+            f"assert image_reader(8)({str(tmp_path / 'x.png')!r}).shape == (1, 8, 8)\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'monai'))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)
+    assert out.stdout.strip() == "[]", out.stdout

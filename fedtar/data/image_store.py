@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nibabel as nib
+import numpy as np
 import torch
 import torch.nn.functional as F
-from monai.transforms import CastToType, Compose, LoadImage, Orientation, Resize, Spacing
 from PIL import Image
 
 from data_adapters.ct import HUWindows
@@ -29,6 +29,9 @@ from data_adapters.records import SkippedRow
 log = logging.getLogger(__name__)
 
 VOLUME_SUFFIXES = (".nii", ".nii.gz")
+PIL_SUFFIXES = (".png", ".jpg", ".jpeg")
+# What MONAI's tensors widen unsigned types to (monai.utils.type_conversion.UNSUPPORTED_TYPES).
+MONAI_WIDENED = {np.dtype("uint16"): np.int32, np.dtype("uint32"): np.int64, np.dtype("uint64"): np.int64}
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,8 @@ class VolumeFinish:
     """ct.volume_transform after its LoadImage, per volume (each has its own affine)."""
 
     def __init__(self, size: int, depth: int, windows: Sequence[str], spacing: Sequence[float]):
+        from monai.transforms import CastToType, Compose, Orientation, Resize, Spacing
+
         steps: list = [CastToType(torch.float32),
                        Orientation(axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S")))]
         if spacing:
@@ -89,20 +94,42 @@ class VolumeFinish:
         return torch.stack([torch.as_tensor(self.per_volume(s), dtype=torch.float32) for s in sources])
 
 
+def read_pil(path: str) -> torch.Tensor:
+    """A PNG or JPEG as stored, channel first, in the axis order of MONAI's LoadImage (its PILReader
+    swaps PIL's rows and columns: (C, W, H)), so every base trained through LoadImage sees the
+    same tensors (tested bitwise against it). Read with PIL directly: importing MONAI costs a
+    process about 4 s and 240 MB, paid by every Flower ClientApp process."""
+    with Image.open(path) as im:
+        array = np.moveaxis(np.asarray(im), 0, 1)
+    array = array.astype(MONAI_WIDENED.get(array.dtype, array.dtype), copy=False)
+    image = torch.from_numpy(np.ascontiguousarray(array))
+    return image.unsqueeze(0) if image.ndim == 2 else image.permute(2, 0, 1).contiguous()
+
+
 class Decode:
     """File -> source tensor as stored (channel first); radiographs drop MONAI's metadata,
     volumes keep it (their affine orients them)."""
 
     def __init__(self, keep_meta: bool):
-        self.load = LoadImage(image_only=True, ensure_channel_first=True, dtype=None)
         self.keep_meta = keep_meta
+        self._load = None
+
+    def load(self, path: str):
+        if self._load is None:  # volumes and formats PIL does not read (DICOM...): MONAI's LoadImage
+            from monai.transforms import LoadImage
+
+            self._load = LoadImage(image_only=True, ensure_channel_first=True, dtype=None)
+        return self._load(path)
 
     def __call__(self, path: str) -> torch.Tensor:
-        image = self.load(path)
         if self.keep_meta:
-            return image
+            return self.load(path)
+        if path.lower().endswith(PIL_SUFFIXES):
+            image = read_pil(path)
+        else:
+            image = torch.as_tensor(self.load(path).as_tensor())
         # Radiographs are grey: RGB/RGBA/LA files become one channel (the model expands it to its encoder's).
-        return match_channels(torch.as_tensor(image.as_tensor()).contiguous(), 1)
+        return match_channels(image.contiguous(), 1)
 
 
 def image_reader(image_size: int, volume_depth: int = 0, hu_windows: Sequence[str] = (),
@@ -121,7 +148,7 @@ def check_image(path: Path, reader: ImageReader) -> None:
     name = path.name.lower()
     if name.endswith(VOLUME_SUFFIXES):
         nib.load(str(path))
-    elif name.endswith((".png", ".jpg", ".jpeg")):
+    elif name.endswith(PIL_SUFFIXES):
         with Image.open(path) as im:
             im.verify()
     else:  # other formats (DICOM, ...): a full decode, as before streaming

@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from monai.networks.nets import ViT
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 from transformers.utils import ModelOutput
 
@@ -39,6 +38,8 @@ class VolumeViTEncoder(PreTrainedModel):
     main_input_name = "pixel_values"
 
     def __init__(self, config: VolumeViTConfig) -> None:
+        from monai.networks.nets import ViT  # here, not at import: this module registers the config with AutoModel
+
         super().__init__(config)
         self.vit = ViT(in_channels=config.num_channels, img_size=tuple(config.volume_size),
                        patch_size=tuple(config.patch_size), hidden_size=config.hidden_size,
