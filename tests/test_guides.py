@@ -261,3 +261,43 @@ def test_the_simulate_guides_flwr_run_block_runs_verbatim_from_a_checkout(tmp_pa
             p.terminate()
         _, alive = psutil.wait_procs(left, timeout=30)
     assert superlinks and not alive, (superlinks, alive)  # the page says one is left; it stops when told
+
+
+PARSE_ONLY = """
+import argparse, os, runpy, sys
+parse = argparse.ArgumentParser.parse_args
+def parse_then_stop(self, *args, **kwargs):
+    parse(self, *args, **kwargs)  # a bad option or value exits 2 here, naming it
+    raise SystemExit(0)
+argparse.ArgumentParser.parse_args = parse_then_stop
+sys.argv = sys.argv[1:]
+sys.path.insert(0, os.path.dirname(os.path.abspath(sys.argv[0])))  # as `python SCRIPT` puts its folder first
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_the_benchmarks_pages_commands_name_real_files_and_options(tmp_path):
+    """The benchmarks page runs for hours, so it is not run here; what it says is checked: every sweep file
+    it names loads, and every script and `fedtar` command it gives accepts the options it shows (each
+    script's own parser, stopped after parsing)."""
+    import shlex
+    import sys
+
+    from aggregator.experiment import load_sweep
+    from fedtar.cli import build_parser
+
+    root = DOCS.parent
+    page = DOCS / "guides" / "benchmarks.md"
+    lines = [c.rstrip("&").strip() for b in blocks(page, "bash") for c in commands(b)]
+    assert len(lines) >= 15, lines
+    for line in lines:
+        words = [w for w in shlex.split(line) if "=" not in w or w.startswith("-")]  # drop VAR=value prefixes
+        if words[0] == "fedtar":
+            args = build_parser().parse_args(words[1:])  # exits 2 on an unknown option
+            if getattr(args, "config", None) and words[1] == "experiment":
+                load_sweep(root / args.config)
+            continue
+        assert words[0] == "python" and (root / words[1]).is_file(), line
+        done = subprocess.run([sys.executable, "-c", PARSE_ONLY, *words[1:]], cwd=root, capture_output=True,
+                              text=True, timeout=300, check=False)
+        assert done.returncode == 0, f"{line}: {done.stderr[-1500:]}"
