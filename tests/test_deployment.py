@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -501,9 +502,12 @@ def test_a_node_waits_for_its_key_and_sigterm_leaves_no_process(walkthrough):
     node = w.node(2)
     w.wait_console("node2", "this node's key is not registered there")
     w.wait_console("node2", "restarting in 2 s")  # the second refusal: the delay doubled
-    cfg, _ = load_server_config(w.root / "server.toml")
-    cfg.node_keys = [str(w.root / "certs" / "nodes" / "site2.pub")]
-    register_nodes(cfg)  # what the coordinating site does once it has the key
+    # What the coordinating site does once it has the key: the deploy guide's command, as the page gives it.
+    page = (APP / "docs" / "guides" / "deploy.md").read_text(encoding="utf-8")
+    (command,) = re.findall(r"`(FLWR_HOME=\S+ flwr supernode register [^`]+)`", page)
+    done = subprocess.run(["bash", "-c", command.replace("site3", "site2")], cwd=w.root, env=w.env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0 and "error" not in done.stdout.lower(), done.stdout + done.stderr
     w.wait_console("node2", "connected to the SuperLink at")
     log_text = (w.root / "logs" / "node2.log").read_text()
     assert "fedtar-node: connected to the SuperLink" in log_text and "Starting Flower SuperNode" in log_text
