@@ -46,6 +46,7 @@ from fedtar.operations.flower_processes import flower_tool, stop
 
 log = logging.getLogger(__name__)
 START_MARGIN_S = 300.0           # a run's start-up (Ray, the sites' data) and its final evaluation
+STATUS_EVERY_S = 30.0            # `flwr list` costs a process: read between stream ends only this often
 # A record in the ServerApp process's format (fedtar.operations.console_logging); one in Flower's own
 # ("INFO :  ...", colored); the lines that continue a record (indented, a traceback and its last line).
 _RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) ")
@@ -120,7 +121,8 @@ class LocalSimulation:
         try:
             status = wait_run(self.cfg, run_id, timeout=per_round * (fed.federation.rounds + 2) + START_MARGIN_S,
                               poll=1.0, progress=checkpoint_progress(out_dir),
-                              stall_timeout=per_round + START_MARGIN_S)
+                              stall_timeout=per_round + START_MARGIN_S,
+                              ended=lambda: stream.poll() is not None, status_every=STATUS_EVERY_S)
             relay.join(timeout=10)  # the stream ends with the run; its last lines come first
         finally:
             stop(stream, grace=2)

@@ -256,6 +256,7 @@ def _server(args: argparse.Namespace) -> int:
     (start, key registration, submission); 128+N stopped by signal N during --run."""
     import time
 
+    from aggregator.checkpoint import RESULTS_FILE
     from aggregator.flower_app import check_run_config, write_app
     from aggregator.superlink import (
         EXIT_FLOWER,
@@ -318,7 +319,9 @@ def _server(args: argparse.Namespace) -> int:
                           flush=True)
                 return done
 
-            status = wait_run(cfg, run_id, progress=progress, stall_timeout=cfg.stall_timeout or None)
+            results = Path(out_dir) / RESULTS_FILE  # the ServerApp writes it as the run ends: read the status then
+            status = wait_run(cfg, run_id, progress=progress, stall_timeout=cfg.stall_timeout or None,
+                              ended=results.is_file, status_every=10.0)
             outcome = run_outcome(cfg, run_id, status, out_dir, fed_cfg.federation.rounds if fed_cfg else None,
                                   since)
             print(outcome.line(run_id), flush=True)

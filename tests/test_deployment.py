@@ -193,6 +193,24 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
         time.sleep(0.5)
 
 
+def test_waiting_on_a_run_reads_its_status_when_it_ends_not_every_poll(monkeypatch):
+    """Each status read is a `flwr list` process (about a second of CPU): a simulation that read it every
+    second gave its sites three quarters of 2 cores. With a sign that the run ended (its log stream
+    closed), the status is read at the start, then when that sign comes, not every poll."""
+    from aggregator import superlink
+
+    reads, t0 = [], time.monotonic()
+    over = lambda: time.monotonic() - t0 > 1.0
+    monkeypatch.setattr(superlink, "run_status", lambda cfg, run_id: reads.append(1) or
+                        ("finished:completed" if over() else "running"))
+    assert wait_run(ServerRoleConfig(), 7, timeout=30, poll=0.02, ended=over, status_every=60) == "finished:completed"
+    assert len(reads) == 2  # not ~50
+    reads.clear()
+    t0 = time.monotonic()
+    assert wait_run(ServerRoleConfig(), 7, timeout=30, poll=0.02) == "finished:completed"  # no sign: every poll
+    assert len(reads) > 20
+
+
 def test_the_superlink_certificate_names_the_hosts_sites_dial_and_loopback(tmp_path):
     """`fedtar server`'s own `flwr` calls reach a SuperLink on 0.0.0.0 over 127.0.0.1: without loopback
     in the certificate, the deploy guide's `fedtar certs --host <public name>` left the server unable to
