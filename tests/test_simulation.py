@@ -60,3 +60,12 @@ def test_ray_simulation_three_sites_two_rounds_beats_the_untrained_model(tiny_ba
     # Nothing of the runtime (SuperLink, flwr-simulation, Ray) is left running.
     assert not [p for p in psutil.Process().children(recursive=True) if p.create_time() >= started - 1
                 and p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_each_simulated_site_gets_its_share_of_the_cores():
+    """Ray sets an actor's OMP_NUM_THREADS (torch's threads) to its CPUs: sites that outnumber the cores take
+    turns on one CPU each; on a machine with more cores than sites, the cores are split among them."""
+    from aggregator.local_simulation import cpus_per_site
+
+    assert [cpus_per_site(4, cores) for cores in (1, 2, 4, 8, 16, 17)] == [1, 1, 1, 2, 4, 4]
+    assert cpus_per_site(64, 16) == 1 and cpus_per_site(1, 2) == 2
