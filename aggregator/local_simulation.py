@@ -29,6 +29,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Self
 
+from aggregator.checkpoint import RESULTS_FILE
 from aggregator.flower_app import check_run_config, write_app
 from aggregator.superlink import (
     ServerRoleConfig,
@@ -138,7 +139,7 @@ class LocalSimulation:
             stop(stream, grace=2)
         outcome = run_outcome(self.cfg, run_id, status, out_dir, fed.federation.rounds, since)
         # A run the ServerApp stopped (too few sites...) has its results.json, read like a completed one.
-        if outcome.status != "finished:completed" or not (Path(out_dir) / "results.json").is_file():
+        if outcome.status != "finished:completed" or not (Path(out_dir) / RESULTS_FILE).is_file():
             raise RuntimeError(f"simulation run {run_id} ({out_dir}): {outcome.line(run_id)}; the SuperLink's "
                                f"console: {console_log(self.cfg)}")
 

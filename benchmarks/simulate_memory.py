@@ -23,6 +23,7 @@ from pathlib import Path
 from machine_info import machine_info
 from rehearsal_scale import run_stage
 
+from fedtar.generator.model import MODEL_FILE
 from fedtar.operations.tables import format_table
 
 RESULTS = Path(__file__).parent / "results" / "simulate_memory.json"
@@ -40,7 +41,7 @@ def main() -> None:
     fedtar = [sys.executable, "-m", "fedtar.cli"]
     sets = [a for k, v in SETTINGS.items() for a in ("--set", f"{k}={v}")]
     base = work / "base"
-    if not (base / "config.json").is_file():
+    if not (base / MODEL_FILE).is_file():  # a saved base: pretrained once per work folder
         run_stage([*fedtar, "pretrain", "--out", str(base), "--epochs", "1", *sets], work / "pretrain.log")
     results = {}
     for patients in (int(p) for p in args.patients.split(",")):

@@ -272,3 +272,19 @@ def test_the_gmm_fitted_in_row_chunks_matches_one_pass(monkeypatch):
     assert q.shape == (1000, 8)
     torch.testing.assert_close(q.sum(-1), torch.ones(1000))
     torch.testing.assert_close(q, whole.responsibilities(x), rtol=1e-4, atol=1e-5)
+
+
+def test_a_damaged_saved_config_is_an_error_naming_the_file_and_a_bom_is_read(tiny_base, tmp_path):
+    """The one reader of a model folder's config (load_model, and the base's size for a run that names it)."""
+    import shutil
+
+    from fedtar.generator.model import CONFIG_FILE, base_architecture
+
+    copy = shutil.copytree(tiny_base, tmp_path / "base")
+    text = (copy / CONFIG_FILE).read_text()
+    (copy / CONFIG_FILE).write_text("\ufeff" + text, encoding="utf-8")  # saved by an editor that adds a BOM
+    assert base_architecture(copy)["model.hidden_size"] == 32
+    (copy / CONFIG_FILE).write_text(text[: len(text) // 2])
+    with pytest.raises(ValueError, match=f"{CONFIG_FILE}: cannot read the model's config"):
+        load_model(copy)
+    assert base_architecture(tmp_path / "no-base") == {}

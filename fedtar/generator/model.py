@@ -396,14 +396,19 @@ def base_architecture(base_dir: str | Path | None) -> dict[str, Any]:
     """The architecture keys a saved base was built with, to lay under a run's own settings: a
     command that names a base takes its size from it unless a file or --set says otherwise
     ({} when there is no base yet, e.g. one `fedtar simulate` will pretrain)."""
-    saved = Path(base_dir) / CONFIG_FILE if base_dir else None
-    if saved is None or not saved.is_file():
+    if not base_dir or not (Path(base_dir) / CONFIG_FILE).is_file():
         return {}
-    try:
-        flat = json.loads(saved.read_text(encoding="utf-8-sig"))
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{saved}: cannot read the base's config: {e}") from e
+    flat = saved_config(base_dir)
     return {k: flat[k] for k in ARCHITECTURE_KEYS if k in flat}
+
+
+def saved_config(folder: str | Path) -> dict[str, Any]:
+    """The flat FedTAR config a model folder was saved with (save_model's CONFIG_FILE)."""
+    path = Path(folder) / CONFIG_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: cannot read the model's config: {e}") from e
 
 
 def adapt_model(base: ReportGenerator, cfg: FedTARConfig) -> ReportGenerator:
@@ -443,7 +448,7 @@ def load_model(folder: str | Path, overrides: dict | None = None) -> tuple[Repor
     folder = Path(folder)
     if not (folder / MODEL_FILE).is_file():
         raise FileNotFoundError(f"{folder}: no {MODEL_FILE}: not a saved FedTAR model")
-    saved = json.loads((folder / CONFIG_FILE).read_text())
+    saved = saved_config(folder)
     saved.setdefault("lora.hypernetwork", "per-layer")  # models saved before the key had per-layer heads
     for key, value in V1_GENERATOR.items():  # and no comparison modules
         saved.setdefault(key, value)
